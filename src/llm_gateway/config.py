@@ -1,0 +1,100 @@
+"""Settings, read from the environment and `.env`; built by `create_app`, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OPENROUTER_URL = "https://openrouter.ai/api/v1"
+
+# The key the gateway sends to its built-in emulator: not a secret, just a non-empty token.
+EMULATOR_KEY = "emulator-key"
+
+UpstreamMode = Literal["auto", "openrouter", "emulator"]
+
+
+class ConfigError(Exception):
+    """The settings cannot work together (e.g. OpenRouter asked for but no key given)."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable: one field per `GATEWAY_*` variable, plus `OPENROUTER_API_KEY`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    openrouter_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENROUTER_API_KEY", "openrouter_api_key"),
+    )
+    upstream: UpstreamMode = "auto"
+    upstream_url: str = OPENROUTER_URL
+    app_title: str = "llm-gateway"
+    app_url: str | None = None
+
+    log_dir: Path = Path("logs")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    benchmarks_dir: Path = Path("benchmarks")
+
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)
+    total_timeout: float = Field(default=300.0, gt=0)
+    stream_commit_after: float = Field(default=2.0, ge=0)
+    upstream_pool_size: int = Field(default=256, ge=1)
+
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_base: float = Field(default=0.5, ge=0)
+    retry_max_wait: float = Field(default=8.0, ge=0)
+    retry_budget: float = Field(default=30.0, ge=0)
+
+    models_cache_ttl: float = Field(default=600.0, ge=0)
+
+    max_tokens_default: int = Field(default=512, ge=1)
+    max_tokens_limit: int = Field(default=32768, ge=1)
+    max_prompt_chars: int = Field(default=200_000, ge=1)
+
+    bench_max_file_bytes: int = Field(default=1024 * 1024, ge=1)
+    bench_max_prompts: int = Field(default=1000, ge=1)
+    bench_max_runs: int = Field(default=100, ge=1)
+    bench_max_requests: int = Field(default=10_000, ge=1)
+    bench_max_concurrency: int = Field(default=32, ge=1)
+    bench_max_jobs: int = Field(default=2, ge=1)
+    bench_request_timeout: float = Field(default=120.0, gt=0)
+
+    emulator_seed: int = 0
+    emulator_time_scale: float = Field(default=1.0, ge=0)
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("openrouter_api_key")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    def resolved_upstream(self) -> Literal["openrouter", "emulator"]:
+        """Which upstream this configuration serves: `auto` means OpenRouter iff a key is set."""
+        if self.upstream == "openrouter":
+            if self.openrouter_api_key is None:
+                raise ConfigError(
+                    "GATEWAY_UPSTREAM=openrouter but OPENROUTER_API_KEY is not set. "
+                    "Put the key in the environment or in .env (see .env.example)."
+                )
+            return "openrouter"
+        if self.upstream == "emulator":
+            return "emulator"
+        return "openrouter" if self.openrouter_api_key is not None else "emulator"

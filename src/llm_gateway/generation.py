@@ -1,0 +1,113 @@
+"""Text generation as the gateway offers it: a prompt in, an answer (or a stream of deltas) out.
+
+Shared by `POST /generate` and `llm-gateway generate`, so both send the same request upstream
+and report the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse, UsageOut
+from llm_gateway.upstream.client import UpstreamClient
+from llm_gateway.upstream.completions import Completion, StreamAccumulator, parse_completion
+from llm_gateway.upstream.stream import ChatStream, Chunk
+
+
+def build_payload(request: GenerateRequest, *, max_tokens: int) -> dict[str, Any]:
+    """The chat-completions body for a /generate request (absent sampling fields left out)."""
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.append({"role": "user", "content": request.prompt})
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+    }
+    for name in ("temperature", "top_p", "stop", "seed"):
+        value = getattr(request, name)
+        if value is not None:
+            payload[name] = value
+    return payload
+
+
+def answer(
+    completion: Completion, *, latency: float, ttft: float | None = None
+) -> GenerateResponse:
+    """The /generate answer for a finished completion."""
+    usage = completion.usage
+    return GenerateResponse(
+        response=completion.text,
+        tokens_used=usage.total_tokens if usage is not None else None,
+        latency_seconds=round(latency, 6),
+        model=completion.model,
+        id=completion.id,
+        finish_reason=completion.finish_reason,
+        usage=UsageOut(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cost=usage.cost,
+        )
+        if usage is not None
+        else None,
+        cost=usage.cost if usage is not None else None,
+        ttft_seconds=round(ttft, 6) if ttft is not None else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    response: GenerateResponse
+    attempts: int
+
+
+async def generate(client: UpstreamClient, payload: dict[str, Any], *, started: float) -> Generated:
+    """One non-streaming generation; `started` is the perf_counter() the latency counts from."""
+    reply = await client.complete(payload)
+    completion = parse_completion(reply.data)
+    return Generated(answer(completion, latency=time.perf_counter() - started), reply.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of generated text, as it arrived."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The upstream is alive but has nothing yet (a keep-alive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The stream finished; the same answer a non-streaming call gives, plus TTFT."""
+
+    response: GenerateResponse
+
+
+async def relay(stream: ChatStream, *, started: float) -> AsyncIterator[Delta | Waiting | Done]:
+    """Turn an open upstream stream into deltas, keep-alives and a final Done.
+
+    Upstream failures are raised from the iteration; the caller owns closing `stream`.
+    Usage is read from the chunk after `finish_reason`, so iteration runs to `[DONE]`.
+    """
+    accumulator = StreamAccumulator()
+    ttft: float | None = None
+    async for item in stream:
+        if not isinstance(item, Chunk):
+            yield Waiting()
+            continue
+        content, _reasoning = accumulator.feed(item.data)
+        if content:
+            if ttft is None:
+                ttft = time.perf_counter() - started
+            yield Delta(content)
+    latency = time.perf_counter() - started
+    yield Done(answer(accumulator.result(), latency=latency, ttft=ttft))

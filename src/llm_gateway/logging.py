@@ -1,0 +1,171 @@
+"""Logging: `server_logs.txt` (rotating) and stderr, one access line per request, no secrets.
+
+- `configure_logging` attaches the handlers to the `llm_gateway` logger only, replacing the
+  ones it attached before (several apps in one process, as in the tests, must not pile up
+  handlers, and a global `dictConfig` would also close handlers that belong to others).
+- `AccessLogMiddleware` is pure ASGI: it gives every request an id (the client's
+  `X-Request-ID` when it is sane), times it, writes one INFO line when the response ends
+  (streams included), and turns our own unhandled bugs into a logged traceback plus a JSON 500.
+- `RedactFilter` scrubs the API key and any bearer token from every record, tracebacks too.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llm_gateway.context import RequestContext, current_request
+from llm_gateway.errors import GatewayError
+
+LOG_FILE = "server_logs.txt"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_MARK = "_llm_gateway_handler"
+
+access_logger = logging.getLogger("llm_gateway.access")
+error_logger = logging.getLogger("llm_gateway.errors")
+
+
+class ContextFilter(logging.Filter):
+    """Stamps each record with the current request id ("-" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = current_request.get()
+        record.request_id = ctx.request_id if ctx is not None else "-"
+        return True
+
+
+class RedactFilter(logging.Filter):
+    """Replaces secrets with `***` in the message, its arguments and any traceback."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _BEARER.sub(r"\1***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+def configure_logging(log_dir: Path, level: str, secrets: Iterable[str] = ()) -> Path:
+    """Send `llm_gateway.*` records to `<log_dir>/server_logs.txt` and stderr; return the path."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / LOG_FILE
+    root = logging.getLogger("llm_gateway")
+    for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(_FORMAT)
+    filters: list[logging.Filter] = [ContextFilter(), RedactFilter(secrets)]
+    file_handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+    )
+    for handler in (file_handler, logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(formatter)
+        for f in filters:
+            handler.addFilter(f)
+        setattr(handler, _MARK, True)
+        root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    return path
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+class AccessLogMiddleware:
+    """One log line per request, request ids on every response, and the last-resort 500."""
+
+    def __init__(self, app: ASGIApp, *, extra_headers: dict[str, str] | None = None) -> None:
+        self.app = app
+        self._extra = [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext(_request_id(scope))
+        token = current_request.set(ctx)
+        started = time.perf_counter()
+        status = 0
+        headers = [(b"x-request-id", ctx.request_id.encode()), *self._extra]
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if status == 0:
+                status = 500
+                await _send_internal_error(send_with_id, ctx.request_id)
+        finally:
+            _log_access(scope, ctx, status, time.perf_counter() - started)
+            current_request.reset(token)
+
+
+async def _send_internal_error(send: Send, request_id: str) -> None:
+    error = GatewayError("Internal error in the gateway; it has been logged with this request id.")
+    body = orjson.dumps(error.to_body(request_id))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log_access(scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
+    endpoint: Any = scope.get("endpoint")
+    handler = getattr(endpoint, "__name__", "-")
+    query = scope.get("query_string", b"")
+    target = scope["path"] + ("?" + query.decode("latin-1")[:200] if query else "")
+    access_logger.info(
+        "%s %s handler=%s status=%s duration_ms=%.1f upstream_attempts=%d%s",
+        scope["method"],
+        target,
+        handler,
+        status or "-",
+        seconds * 1000,
+        ctx.upstream_attempts,
+        f" stream_error={ctx.stream_error}" if ctx.stream_error else "",
+    )

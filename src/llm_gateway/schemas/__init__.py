@@ -1,0 +1,1 @@
+"""Pydantic models of the HTTP surface (requests validated, responses documented)."""

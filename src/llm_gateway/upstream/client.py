@@ -1,0 +1,215 @@
+"""The upstream client: one pooled aiohttp session per app, retries, timeouts, error mapping.
+
+`BaseClient` knows how to send a request to an OpenAI-compatible API and how to turn every
+transport failure into a gateway error; `UpstreamClient` knows the endpoints (models, chat
+completions). Nothing above this module sees an aiohttp type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from llm_gateway.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from llm_gateway.upstream.mapping import decode_json, error_from_response
+from llm_gateway.upstream.retry import RetryPolicy
+from llm_gateway.upstream.stream import ChatStream, inband_error
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `first_byte`: request sent -> response headers (streams); `idle`: longest
+    silence inside a stream (any byte, keep-alives included, restarts it); `total`: a whole
+    non-streaming call; `stream_commit`: how long a stream is held back waiting for its first
+    chunk before the gateway commits to a 200 and forwards keep-alives instead."""
+
+    connect: float = 10.0
+    first_byte: float = 60.0
+    idle: float = 60.0
+    total: float = 300.0
+    stream_commit: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful non-streaming answer: the parsed body, the raw bytes, and what it cost."""
+
+    data: dict[str, Any]
+    raw: bytes
+    attempts: int
+    generation_id: str | None
+    # perf_counter_ns() when the successful attempt was sent, and when its body was read.
+    started_ns: int
+    finished_ns: int
+
+
+@contextmanager
+def _translate_errors(what: str, timeout: float) -> Iterator[None]:
+    """Map transport failures to gateway errors at the boundary (always `from exc`)."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"The upstream did not answer {what} within {timeout:g}s") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnreachable(f"Cannot connect to the upstream: {exc.os_error}") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnreachable(f"The upstream connection failed: {exc}") from exc
+
+
+class BaseClient:
+    """Sends requests to an OpenAI-compatible base URL with the key set once in the headers."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        pool_size: int = 256,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts
+        self.retry = retry
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        }
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # Made on first use because an aiohttp session must be created inside a running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(
+                    limit=self._pool_size, limit_per_host=0, ttl_dns_cache=300
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request_json(
+        self, method: str, path: str, *, payload: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], bytes, dict[str, str]]:
+        """One request, read whole within the total timeout; non-2xx raises the mapped error."""
+        data = orjson.dumps(payload) if payload is not None else None
+        with _translate_errors(f"{method} {path}", self.timeouts.total):
+            async with (
+                asyncio.timeout(self.timeouts.total),
+                self.session.request(
+                    method, self.base_url + path, data=data, allow_redirects=False
+                ) as response,
+            ):
+                body = await response.read()
+                headers = dict(response.headers)
+                status = response.status
+        if status >= 300:
+            raise error_from_response(status, body, headers)
+        parsed = decode_json(body)
+        if not isinstance(parsed, dict):
+            raise UpstreamBadResponse(
+                f"The upstream answered {method} {path} with something that is not a JSON object"
+            )
+        return parsed, body, headers
+
+    async def _open_stream(self, path: str, payload: dict[str, Any]) -> ChatStream:
+        """Send a streaming request, check its status, and pre-read up to the first chunk."""
+        started = time.perf_counter_ns()
+        response: aiohttp.ClientResponse | None = None
+        with _translate_errors(f"POST {path}", self.timeouts.first_byte):
+            try:
+                async with asyncio.timeout(self.timeouts.first_byte):
+                    response = await self.session.post(
+                        self.base_url + path,
+                        data=orjson.dumps(payload),
+                        headers={"Accept": "text/event-stream"},
+                        allow_redirects=False,
+                    )
+                if response.status >= 300:
+                    body = await response.read()
+                    raise error_from_response(response.status, body, dict(response.headers))
+                content_type = response.headers.get("Content-Type", "")
+                if not content_type.startswith("text/event-stream"):
+                    # Some upstreams answer a stream request with a plain JSON error and a 200.
+                    body = await response.read()
+                    error = inband_error(decode_json(body) or {})
+                    raise error or UpstreamBadResponse(
+                        f"The upstream answered a stream request with {content_type or 'no type'}"
+                    )
+                stream = ChatStream(response, idle_timeout=self.timeouts.idle, started_ns=started)
+                await stream.prime(self.timeouts.stream_commit)
+            except BaseException:
+                if response is not None:
+                    response.close()
+                raise
+        return stream
+
+
+class UpstreamClient(BaseClient):
+    """The endpoints the gateway uses: the model list and chat completions."""
+
+    async def list_models(self) -> tuple[list[dict[str, Any]], int]:
+        """The raw model objects of `GET /models`, and the attempts it took."""
+
+        async def fetch() -> list[dict[str, Any]]:
+            body, _, _ = await self._request_json("GET", "/models")
+            models = body.get("data")
+            if not isinstance(models, list):
+                raise UpstreamBadResponse("The upstream model list has no `data` array")
+            return [m for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+        return await self.retry.call(fetch, what="GET /models")
+
+    async def complete(self, payload: dict[str, Any]) -> Reply:
+        """A non-streaming chat completion. A 200 that carries an error raises (not retried)."""
+
+        started = 0
+
+        async def send() -> tuple[dict[str, Any], bytes, dict[str, str]]:
+            nonlocal started
+            started = time.perf_counter_ns()
+            return await self._request_json("POST", "/chat/completions", payload=payload)
+
+        (data, raw, headers), attempts = await self.retry.call(send, what="POST /chat/completions")
+        finished = time.perf_counter_ns()
+        error = inband_error(data)
+        if error is not None:
+            error.attempts = attempts
+            raise error
+        generation_id = headers.get("X-Generation-Id") or data.get("id")
+        return Reply(data, raw, attempts, generation_id, started, finished)
+
+    async def stream(self, payload: dict[str, Any]) -> ChatStream:
+        """A streaming chat completion, pre-flighted (and retried) up to its first chunk."""
+        payload = {**payload, "stream": True}
+
+        async def open_() -> ChatStream:
+            return await self._open_stream("/chat/completions", payload)
+
+        stream, attempts = await self.retry.call(open_, what="POST /chat/completions (stream)")
+        stream.attempts = attempts
+        return stream

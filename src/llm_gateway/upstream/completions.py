@@ -1,0 +1,128 @@
+"""Read completions, whole or streamed, into one typed result.
+
+Tolerant of everything OpenRouter varies: `choices` may be empty (usage and debug chunks),
+usage arrives in a chunk *after* the one with `finish_reason` (with `choices: []` or with a
+dummy choice), `content` may be null, and `cost` is present only on some upstreams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_gateway.errors import UpstreamBadResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> Usage | None:
+        if not isinstance(data, dict):
+            return None
+        prompt = _int(data.get("prompt_tokens"))
+        completion = _int(data.get("completion_tokens"))
+        total = _int(data.get("total_tokens")) or prompt + completion
+        cost = data.get("cost")
+        return cls(
+            prompt, completion, total, float(cost) if isinstance(cost, int | float) else None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a completion produced, however it was delivered."""
+
+    id: str | None
+    model: str | None
+    text: str
+    finish_reason: str | None
+    usage: Usage | None
+    provider: str | None = None
+    reasoning: str | None = None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _first_choice(data: dict[str, Any]) -> dict[str, Any] | None:
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return None
+
+
+def parse_completion(data: dict[str, Any]) -> Completion:
+    """A non-streaming `chat.completion` body (already checked for in-band errors)."""
+    choice = _first_choice(data)
+    if choice is None:
+        raise UpstreamBadResponse("The upstream completion has no choices")
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content") if isinstance(message, dict) else None
+    reasoning = message.get("reasoning") if isinstance(message, dict) else None
+    return Completion(
+        id=data.get("id"),
+        model=data.get("model"),
+        text=content if isinstance(content, str) else "",
+        finish_reason=choice.get("finish_reason"),
+        usage=Usage.parse(data.get("usage")),
+        provider=data.get("provider"),
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+    )
+
+
+@dataclass(slots=True)
+class StreamAccumulator:
+    """Fold `chat.completion.chunk`s into a Completion; `feed` returns each chunk's new text."""
+
+    id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    content_chunks: int = 0
+    _text: list[str] = field(default_factory=list)
+    _reasoning: list[str] = field(default_factory=list)
+
+    def feed(self, chunk: dict[str, Any]) -> tuple[str, str]:
+        """Take one chunk; return its (content, reasoning) pieces, either possibly empty."""
+        self.id = self.id or chunk.get("id")
+        self.model = self.model or chunk.get("model")
+        self.provider = self.provider or chunk.get("provider")
+        usage = Usage.parse(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        choice = _first_choice(chunk)
+        if choice is None:
+            return "", ""
+        # Keep the first finish_reason: the usage chunk after it carries a dummy null one.
+        self.finish_reason = self.finish_reason or choice.get("finish_reason")
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return "", ""
+        content = delta.get("content")
+        reasoning = delta.get("reasoning")
+        content = content if isinstance(content, str) else ""
+        reasoning = reasoning if isinstance(reasoning, str) else ""
+        if content:
+            self._text.append(content)
+            self.content_chunks += 1
+        if reasoning:
+            self._reasoning.append(reasoning)
+        return content, reasoning
+
+    def result(self) -> Completion:
+        return Completion(
+            id=self.id,
+            model=self.model,
+            text="".join(self._text),
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            provider=self.provider,
+            reasoning="".join(self._reasoning) or None,
+        )

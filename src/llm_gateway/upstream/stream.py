@@ -1,0 +1,197 @@
+"""An open upstream completion stream, read item by item.
+
+The stream is pre-flighted by the client before anyone forwards it: the status is checked and
+the first chunk read (or a short window waited), so failures up to that point are still real
+HTTP errors and may still be retried. After that, failures surface as exceptions from `next()`,
+which the caller turns into an in-band error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from llm_gateway.upstream.mapping import error_message
+from llm_gateway.upstream.sse import SSEComment, SSEDecoder, SSEItem
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """A comment line from the upstream: no content, but proof the upstream is alive."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One `chat.completion.chunk`: parsed, with the raw `data` kept for passthrough."""
+
+    data: dict[str, Any]
+    raw: str
+    received_ns: int
+
+
+StreamItem = KeepAlive | Chunk
+
+
+def inband_error(chunk: dict[str, Any]) -> UpstreamBadResponse | None:
+    """The error a 200 body or chunk carries, if any (top-level `error`, or finish_reason error)."""
+    error = chunk.get("error")
+    if error:
+        code = error.get("code") if isinstance(error, dict) else None
+        message = error_message(chunk, "the upstream reported an error")
+        return UpstreamBadResponse(
+            f"Upstream error during generation: {message}",
+            upstream_status=code if isinstance(code, int) else None,
+        )
+    choices = chunk.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("finish_reason") == "error":
+                native = choice.get("native_finish_reason")
+                detail = error_message(choice, f"finish_reason=error (native: {native})")
+                return UpstreamBadResponse(f"Upstream error during generation: {detail}")
+    return None
+
+
+class ChatStream:
+    """Items of one upstream SSE response; close it when done (`aclose`, or `async with`)."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        idle_timeout: float,
+        started_ns: int,
+    ) -> None:
+        self._response = response
+        self._idle_timeout = idle_timeout
+        self._decoder = SSEDecoder()
+        # Each item with the perf_counter_ns() of the read that brought it: timing is taken at
+        # arrival, not when a (possibly slower) consumer gets to it.
+        self._pending: deque[tuple[SSEItem, int]] = deque()
+        self._eof = False
+        self.finished = False  # [DONE] seen, or a finish_reason followed by a clean end
+        self._saw_finish = False
+        self.attempts = 1
+        self.started_ns = started_ns
+        self.generation_id: str | None = response.headers.get("X-Generation-Id")
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[StreamItem]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[StreamItem]:
+        while (item := await self.next()) is not None:
+            yield item
+
+    async def prime(self, window: float) -> None:
+        """Read ahead until the first chunk is buffered, the stream ends, or `window` passes.
+
+        Errors found here (an error as the first event, a dead connection) are raised before
+        our own response has started, so they become real HTTP statuses.
+        """
+        try:
+            async with asyncio.timeout(window):
+                while not self._eof and not self._has_buffered_chunk():
+                    await self._fill()
+        except TimeoutError:
+            return  # only keep-alives so far: the caller starts forwarding anyway
+        for item, _ in self._pending:
+            if not isinstance(item, SSEComment) and item.data != "[DONE]":
+                error = inband_error(self._parse(item.data))
+                if error is not None:
+                    raise error
+                break
+
+    def _has_buffered_chunk(self) -> bool:
+        return any(not isinstance(item, SSEComment) for item, _ in self._pending)
+
+    async def next(self) -> StreamItem | None:
+        """The next item, or None once the stream has ended. Cancel-safe."""
+        while True:
+            while not self._pending:
+                if self._eof:
+                    self._check_complete()
+                    return None
+                await self._fill()
+            item, received_ns = self._pending.popleft()
+            if isinstance(item, SSEComment):
+                return KeepAlive(item.text)
+            if item.data == "[DONE]":
+                self.finished = True
+                self._eof = True
+                self._pending.clear()
+                return None
+            data = self._parse(item.data)
+            error = inband_error(data)
+            if error is not None:
+                raise error
+            if _has_finish(data):
+                self._saw_finish = True
+            return Chunk(data, item.data, received_ns)
+
+    def _check_complete(self) -> None:
+        # Some OpenAI-compatible servers end without [DONE]; a finish_reason is enough.
+        if not self.finished and not self._saw_finish:
+            raise UpstreamUnreachable("The upstream closed the stream before it finished")
+        self.finished = True
+
+    @staticmethod
+    def _parse(data: str) -> dict[str, Any]:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamBadResponse(
+                f"Upstream sent an event that is not JSON: {data[:80]!r}"
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise UpstreamBadResponse("Upstream sent an event that is not a JSON object")
+        return parsed
+
+    async def _fill(self) -> None:
+        # The idle timeout restarts on every read, so keep-alive comments keep a slow stream
+        # alive while a silent one is cut.
+        try:
+            async with asyncio.timeout(self._idle_timeout):
+                data = await self._response.content.readany()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"The upstream sent nothing for {self._idle_timeout:g}s in the middle of a stream"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(f"The upstream stream broke: {exc}") from exc
+        now = time.perf_counter_ns()
+        if data:
+            self._pending.extend((item, now) for item in self._decoder.feed(data))
+        else:
+            self._eof = True
+            self._pending.extend((item, now) for item in self._decoder.close())
+
+    async def aclose(self) -> None:
+        """Release the connection; cut it if the stream was not read to the end, so the
+        upstream sees the cancellation and stops generating (and billing)."""
+        if self.finished:
+            self._response.release()
+        else:
+            self._response.close()
+
+
+def _has_finish(data: dict[str, Any]) -> bool:
+    choices = data.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") for c in choices
+    )

@@ -1,0 +1,89 @@
+"""Nothing a client sends produces a 500: every bad input is a 4xx that says what to fix."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from llm_gateway.emulator import Emulator
+from tests.conftest import GatewayFactory
+
+pytestmark = pytest.mark.anyio
+
+GOOD = {"prompt": "hello", "model": "emulator/fast"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "mentions"),
+    [
+        (b"{", {"content-type": "application/json"}, "not valid JSON"),
+        (b'{"prompt": "x",}', {"content-type": "application/json"}, "not valid JSON"),
+        (b"[1, 2]", {"content-type": "application/json"}, "JSON object"),
+        (b"", {"content-type": "application/json"}, "JSON body"),
+        (b"prompt=hi", {"content-type": "text/plain"}, "application/json"),
+    ],
+)
+async def test_bodies_that_are_not_a_json_object(
+    gateway: str, emulator: Emulator, content: bytes, headers: dict[str, str], mentions: str
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post("/generate", content=content, headers=headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert mentions in error["message"]
+    assert emulator.chat_records() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"prompt": None}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   \n"}, "prompt"),
+        ({"prompt": 123}, "prompt"),
+        ({"prompt": ["a"]}, "prompt"),
+        ({"model": ""}, "model"),
+        ({"model": 5}, "model"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": -5}, "max_tokens"),
+        ({"max_tokens": 1.5}, "max_tokens"),
+        ({"max_tokens": "12"}, "max_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"max_tokens": 10**9}, "max_tokens"),
+        ({"temperature": 3}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"max_token": 10}, "max_token"),
+    ],
+)
+async def test_invalid_fields_are_named_in_the_message(
+    gateway: str, emulator: Emulator, change: dict[str, object], field: str
+) -> None:
+    body = {**GOOD, **change}
+    if change.get("prompt", "") is None:
+        del body["prompt"]
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post("/generate", json=body)
+    assert 400 <= response.status_code < 500
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in error["message"]
+    assert emulator.chat_records() == []
+
+
+async def test_a_bad_stream_flag_is_a_422(gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post("/generate", params={"stream": "maybe"}, json=GOOD)
+    assert response.status_code == 422
+    assert "stream" in response.json()["error"]["message"]
+
+
+async def test_a_prompt_over_the_limit_is_refused(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    with start_gateway(max_prompt_chars=10) as gateway, httpx.Client(base_url=gateway) as client:
+        response = client.post("/generate", json={**GOOD, "prompt": "x" * 11})
+    assert response.status_code == 422
+    assert "limit is 10" in response.json()["error"]["message"]
+    assert emulator.chat_records() == []

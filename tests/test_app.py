@@ -1,0 +1,68 @@
+"""Start-up: which upstream is served, and the loud notice when it is the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llm_gateway.app import create_app
+from llm_gateway.config import ConfigError, Settings
+from tests.servers import serve
+
+
+def test_without_a_key_the_built_in_emulator_is_served_and_labelled(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, log_dir=tmp_path)  # type: ignore[call-arg]
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        index = client.get("/")
+        models = client.get("/models")
+        answer = client.post("/generate", json={"prompt": "hi", "model": "emulator/fast"})
+    for response in (index, models, answer):
+        assert response.headers["X-Upstream"] == "emulator"
+    assert index.json()["upstream"] == "emulator"
+    assert all(model.startswith("emulator/") for model in models.json())
+    assert answer.status_code == 200
+    log = (tmp_path / "server_logs.txt").read_text()
+    assert "BUILT-IN EMULATOR" in log and "OPENROUTER_API_KEY" in log
+
+
+def test_with_a_key_openrouter_is_the_default_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-abc")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.resolved_upstream() == "openrouter"
+    assert settings.upstream_url == "https://openrouter.ai/api/v1"
+
+
+def test_openrouter_without_a_key_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_UPSTREAM", "openrouter")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "  ")
+    with pytest.raises(ConfigError, match="OPENROUTER_API_KEY is not set"):
+        create_app()
+
+
+def test_settings_come_from_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "OPENROUTER_API_KEY=sk-or-v1-fromfile\nGATEWAY_RETRY_ATTEMPTS=7\nGATEWAY_UPSTREAM_URL=http://x/api/v1/\n"
+    )
+    settings = Settings()  # the test runs in tmp_path
+    assert settings.openrouter_api_key is not None
+    assert settings.openrouter_api_key.get_secret_value() == "sk-or-v1-fromfile"
+    assert settings.retry_attempts == 7
+    assert settings.upstream_url == "http://x/api/v1"
+    assert "sk-or-v1-fromfile" not in repr(settings)
+
+
+def test_env_example_documents_every_setting_with_placeholders_only() -> None:
+    example = (Path(__file__).parents[1] / ".env.example").read_text()
+    names = {
+        "OPENROUTER_API_KEY" if field == "openrouter_api_key" else f"GATEWAY_{field.upper()}"
+        for field in Settings.model_fields
+    }
+    documented = {
+        line.split("=")[0]
+        for line in example.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert names == documented
+    assert "\nOPENROUTER_API_KEY=\n" in example  # never a real key

@@ -1,0 +1,60 @@
+"""The `llm-gateway` command, run as a user runs it: a real process against the emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from llm_gateway.emulator import Emulator
+from tests.conftest import CLI, TEST_KEY
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_models_lists_ids_and_filters(cli_env: dict[str, str]) -> None:
+    result = _run(["models", "--free"], cli_env)
+    assert result.returncode == 0, result.stderr
+    ids = result.stdout.split()
+    assert "emulator/fast:free" in ids and all(i.endswith(":free") for i in ids)
+    as_json = json.loads(_run(["models", "--json", "--details", "-q", "echo"], cli_env).stdout)
+    assert [m["id"] for m in as_json] == ["emulator/echo"]
+
+
+def test_generate_prints_the_answer(cli_env: dict[str, str], emulator: Emulator) -> None:
+    result = _run(["generate", "Echo this back", "--model", "emulator/echo"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Echo this back\n"
+    assert "emulator/echo" in result.stderr and "tokens" in result.stderr
+    assert emulator.chat_records()[0].authorized
+
+
+def test_generate_streams_and_reports_json(cli_env: dict[str, str]) -> None:
+    streamed = _run(["generate", "Stream it", "-m", "emulator/echo", "--stream"], cli_env)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == "Stream it\n"
+    assert "ttft" in streamed.stderr
+    whole = json.loads(_run(["generate", "JSON", "-m", "emulator/fast", "--json"], cli_env).stdout)
+    assert whole["tokens_used"] == whole["usage"]["total_tokens"]
+
+
+def test_upstream_errors_exit_non_zero_with_the_message(
+    cli_env: dict[str, str], emulator: Emulator
+) -> None:
+    emulator.script(["402"])
+    result = _run(["generate", "hi", "-m", "emulator/fast"], cli_env)
+    assert result.returncode == 1
+    assert "upstream_payment_required" in result.stderr
+    unknown = _run(["generate", "hi", "-m", "no/such-model"], cli_env)
+    assert unknown.returncode == 1 and "not a valid model ID" in unknown.stderr
+    assert TEST_KEY not in result.stderr + unknown.stderr
+
+
+def test_a_bad_configuration_exits_2_with_a_reason(cli_env: dict[str, str]) -> None:
+    bad = {**cli_env, "GATEWAY_UPSTREAM": "openrouter", "OPENROUTER_API_KEY": ""}
+    result = _run(["serve", "--port", "1"], bad)
+    assert result.returncode == 2
+    assert "OPENROUTER_API_KEY is not set" in result.stderr

@@ -1,0 +1,131 @@
+"""The log file: one access line per request, upstream errors without tracebacks, our own
+bugs with them, and never the API key."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llm_gateway import generation
+from llm_gateway.emulator import Emulator
+from llm_gateway.logging import RedactFilter
+from tests.conftest import TEST_KEY, GatewayFactory
+
+pytestmark = pytest.mark.anyio
+
+
+def _lines(log_file: Path, needle: str) -> list[str]:
+    """Lines containing `needle`, waiting briefly: the access line of a request is written
+    when its response has finished, which can be just after the client has read it."""
+    deadline = time.monotonic() + 2
+    while True:
+        found = [line for line in log_file.read_text().splitlines() if needle in line]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+async def test_one_access_line_per_request(gateway: str, log_file: Path) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post(
+            "/generate",
+            json={"prompt": "hi", "model": "emulator/fast"},
+            headers={"X-Request-ID": "trace-me-1"},
+        )
+    assert response.status_code == 200
+    [line] = _lines(log_file, "llm_gateway.access [trace-me-1]")
+    assert " INFO " in line
+    assert "POST /generate handler=generate_text status=200" in line
+    assert "duration_ms=" in line
+    assert "upstream_attempts=1" in line
+
+
+async def test_streams_are_logged_when_they_end_with_their_outcome(
+    gateway: str, emulator: Emulator, log_file: Path
+) -> None:
+    emulator.script(["midstream:1"])
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        await client.post(
+            "/generate?stream=true",
+            json={"prompt": "hi", "model": "emulator/fast"},
+            headers={"X-Request-ID": "stream-1"},
+        )
+    [line] = _lines(log_file, "llm_gateway.access [stream-1]")
+    assert "status=200" in line and "stream_error=upstream_bad_response" in line
+    [error] = _lines(log_file, "llm_gateway.errors [stream-1]")
+    assert "ERROR" in error and "mid-stream" in error
+
+
+async def test_upstream_errors_are_logged_without_traceback(
+    gateway: str, emulator: Emulator, log_file: Path
+) -> None:
+    emulator.script(["402"])
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        await client.post("/generate", json={"prompt": "hi", "model": "emulator/fast"})
+    text = log_file.read_text()
+    [line] = _lines(log_file, "upstream error on POST /generate")
+    assert "ERROR" in line and "402" in line
+    assert "Traceback" not in text
+
+
+async def test_our_own_bugs_are_logged_with_traceback_and_answer_500(
+    gateway: str, log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_data: object) -> None:
+        raise RuntimeError("a bug in the gateway")
+
+    # The server runs in this process, so the patch reaches the route's call.
+    monkeypatch.setattr(generation, "parse_completion", broken)
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post("/generate", json={"prompt": "hi", "model": "emulator/fast"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "RuntimeError" not in response.text  # no traceback in the answer
+    text = log_file.read_text()
+    assert "Traceback" in text and "RuntimeError: a bug in the gateway" in text
+    assert _lines(log_file, "status=500")
+
+
+async def test_the_key_never_reaches_logs_or_answers(
+    start_gateway: GatewayFactory, emulator: Emulator, log_file: Path
+) -> None:
+    emulator.script(["401", "500", "429-day"])
+    with start_gateway(log_level="DEBUG") as gateway:
+        async with httpx.AsyncClient(base_url=gateway) as client:
+            answers = [
+                await client.post("/generate", json={"prompt": "hi", "model": "emulator/fast"})
+                for _ in range(4)
+            ]
+            answers.append(await client.get("/models"))
+            answers.append(await client.get("/"))
+        logging.getLogger("llm_gateway.test").error(
+            "upstream said: invalid header Authorization: Bearer %s", TEST_KEY
+        )
+    # The emulator did receive it: the gateway does send the key upstream.
+    assert all(r.authorized for r in emulator.chat_records())
+    for answer in answers:
+        assert TEST_KEY not in answer.text
+        assert TEST_KEY not in str(answer.headers)
+    text = log_file.read_text()
+    assert TEST_KEY not in text
+    assert "Bearer ***" in text
+
+
+def test_redaction_covers_bearer_tokens_and_tracebacks() -> None:
+    redact = RedactFilter(["s3cret"])
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "key=%s auth=%s", ("s3cret", "Bearer abc.def"), None
+    )
+    try:
+        raise ValueError("boom s3cret")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert redact.filter(record)
+    assert record.msg == "key=*** auth=Bearer ***"
+    assert record.exc_text is not None and "s3cret" not in record.exc_text

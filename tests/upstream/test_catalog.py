@@ -1,0 +1,93 @@
+"""The catalogue cache in isolation: TTL expiry and stale-on-error, with a real upstream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_gateway.emulator import Emulator
+from llm_gateway.errors import UpstreamUnreachable
+from llm_gateway.runtime import build_client
+from llm_gateway.upstream.catalog import ModelCatalog, normalise
+from tests.conftest import gateway_settings
+from tests.servers import serve
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fetches(emulator: Emulator) -> int:
+    return sum(1 for r in emulator.records if r.path == "/api/v1/models")
+
+
+async def test_the_list_is_refetched_after_the_ttl(
+    emulator: Emulator, emulator_url: str, tmp_path: Path
+) -> None:
+    client = build_client(
+        gateway_settings(emulator_url, tmp_path), base_url=emulator_url, api_key="k"
+    )
+    clock = Clock()
+    catalog = ModelCatalog(client.list_models, ttl=60, timer=clock)
+    try:
+        await catalog.models()
+        clock.now += 59
+        await catalog.models()
+        assert _fetches(emulator) == 1
+        clock.now += 2
+        await catalog.models()
+        assert _fetches(emulator) == 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_failed_refresh_keeps_serving_the_stale_list(tmp_path: Path) -> None:
+    own = Emulator()
+    clock = Clock()
+    with serve(own.app) as url:
+        base = url + "/api/v1"
+        client = build_client(
+            gateway_settings(base, tmp_path, retry_attempts=1), base_url=base, api_key="k"
+        )
+        catalog = ModelCatalog(client.list_models, ttl=60, stale_retry=5, timer=clock)
+        fresh = await catalog.models()
+    # The upstream is gone now.
+    try:
+        clock.now += 61
+        assert await catalog.models() == fresh
+        # Served stale without asking again until the short back-off has passed.
+        clock.now += 4
+        assert await catalog.models() == fresh
+        clock.now += 2
+        assert await catalog.models() == fresh
+    finally:
+        await client.aclose()
+
+
+async def test_with_nothing_cached_a_failure_is_an_error(tmp_path: Path) -> None:
+    base = "http://127.0.0.1:9/api/v1"
+    client = build_client(
+        gateway_settings(base, tmp_path, retry_attempts=1), base_url=base, api_key="k"
+    )
+    catalog = ModelCatalog(client.list_models, ttl=60)
+    try:
+        with pytest.raises(UpstreamUnreachable):
+            await catalog.models()
+    finally:
+        await client.aclose()
+
+
+def test_normalise_tolerates_every_vintage() -> None:
+    router = normalise({"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}})
+    assert router.prompt_price_per_m is None and not router.free
+    bare = normalise({"id": "x/y"})
+    assert bare.free and bare.name == "x/y" and bare.context_length is None
+    priced = normalise({"id": "a/b", "pricing": {"prompt": "0.000003", "completion": 0.000015}})
+    assert priced.to_json()["pricing"] == {"prompt_per_million": 3, "completion_per_million": 15}
