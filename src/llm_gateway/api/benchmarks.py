@@ -1,0 +1,218 @@
+"""`POST /benchmark` (inline, HTML, or as a background job) and the stored runs under
+`/benchmarks`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from starlette.responses import FileResponse, HTMLResponse, Response
+
+from llm_gateway.api.deps import RuntimeDep
+from llm_gateway.api.responses import json_response
+from llm_gateway.bench import pipeline
+from llm_gateway.bench.jobs import JobLimitReached
+from llm_gateway.bench.prompts import load_prompts
+from llm_gateway.bench.runner import BenchConfig
+from llm_gateway.bench.store import REPORT, RESULTS_CSV, RunDir
+from llm_gateway.errors import GatewayError, InvalidRequest
+from llm_gateway.runtime import Runtime
+from llm_gateway.schemas.errors import ErrorResponse
+
+router = APIRouter(tags=["benchmark"])
+
+# The report is self-contained; forbid it from loading or sending anything anywhere.
+_REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; img-src data:",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class RunNotFound(GatewayError):
+    status = 404
+    code = "benchmark_not_found"
+
+
+def _models(values: list[str]) -> tuple[str, ...]:
+    """`model` may repeat and/or hold comma-separated ids; order kept, duplicates dropped."""
+    ids = [part.strip() for value in values for part in value.split(",")]
+    models = tuple(dict.fromkeys(i for i in ids if i))
+    if not models:
+        raise InvalidRequest("model: give at least one model id (repeat `model` or comma-separate)")
+    if any(len(m) > 200 for m in models):
+        raise InvalidRequest("model: a model id is longer than 200 characters")
+    return models
+
+
+def _links(run_id: str) -> dict[str, str]:
+    return {
+        "status": f"/benchmarks/{run_id}",
+        "report": f"/benchmarks/{run_id}/report",
+        "results_csv": f"/benchmarks/{run_id}/results.csv",
+    }
+
+
+def _upstream(runtime: Runtime) -> pipeline.Upstream:
+    return pipeline.Upstream(runtime.upstream_url, runtime.upstream)
+
+
+@router.post(
+    "/benchmark",
+    responses={
+        200: {
+            "description": "The statistics (JSON), or with `visualize=true` the HTML report.",
+            "content": {"text/html": {}},
+        },
+        202: {"description": "With `background=true`: the job's id and where to poll it."},
+        400: {"model": ErrorResponse, "description": "The prompt file is unusable"},
+        413: {"model": ErrorResponse, "description": "The prompt file is too large"},
+        422: {"model": ErrorResponse, "description": "A form field is invalid or over a limit"},
+        429: {"model": ErrorResponse, "description": "Too many background jobs"},
+    },
+)
+async def run_benchmark(
+    runtime: RuntimeDep,
+    prompt_file: Annotated[
+        UploadFile, File(description="Prompts: .txt (one per line), .jsonl or .csv.")
+    ],
+    model: Annotated[list[str], Form(description="Model id; repeat or comma-separate.")],
+    runs: Annotated[int, Form(ge=1, description="Requests per prompt per model.")] = 5,
+    concurrency: Annotated[int, Form(ge=1, description="Requests in flight at once.")] = 1,
+    max_tokens: Annotated[int | None, Form(ge=1)] = None,
+    temperature: Annotated[float | None, Form(ge=0, le=2)] = None,
+    stream: Annotated[bool, Form(description="Stream, to measure TTFT.")] = True,
+    warmup: Annotated[int, Form(ge=0, le=10, description="Warm-up requests per model.")] = 0,
+    visualize: Annotated[bool, Query(description="Answer with the HTML report.")] = False,
+    background: Annotated[bool, Query(description="Run as a job; answer 202 at once.")] = False,
+) -> Response:
+    """Run every prompt `runs` times against each model and answer with the statistics."""
+    settings = runtime.settings
+    models = _models(model)
+    if runs > settings.bench_max_runs:
+        raise InvalidRequest(f"runs: at most {settings.bench_max_runs} (got {runs})")
+    if concurrency > settings.bench_max_concurrency:
+        raise InvalidRequest(
+            f"concurrency: at most {settings.bench_max_concurrency} (got {concurrency})"
+        )
+    tokens = max_tokens or settings.max_tokens_default
+    if tokens > settings.max_tokens_limit:
+        raise InvalidRequest(f"max_tokens: at most {settings.max_tokens_limit} (got {tokens})")
+    data = await prompt_file.read(settings.bench_max_file_bytes + 1)
+    prompts = load_prompts(
+        prompt_file.filename or "prompts.txt",
+        data,
+        max_bytes=settings.bench_max_file_bytes,
+        max_prompts=settings.bench_max_prompts,
+    )
+    config = BenchConfig(
+        models=models,
+        prompts=prompts.prompts,
+        runs=runs,
+        concurrency=concurrency,
+        max_tokens=tokens,
+        temperature=temperature,
+        stream=stream,
+        warmup=warmup,
+        timeout=settings.bench_request_timeout,
+    )
+    if config.requests > settings.bench_max_requests:
+        raise InvalidRequest(
+            f"runs x prompts x models = {runs} x {len(prompts.prompts)} x {len(models)} = "
+            f"{config.requests} requests; the limit is {settings.bench_max_requests}"
+        )
+    run = runtime.runs.create()
+
+    async def work() -> dict[str, Any]:
+        return await pipeline.execute(run, config, prompts, runtime.client, _upstream(runtime))
+
+    if background:
+        run.write_status("queued", done=0, total=config.total)
+        try:
+            runtime.jobs.submit(
+                run.id,
+                work,
+                on_cancel_queued=lambda: run.write_status(
+                    "interrupted", done=0, total=config.requests
+                ),
+            )
+        except JobLimitReached as exc:
+            run.write_status("failed", done=0, total=config.requests, error=str(exc))
+            raise GatewayError(str(exc), status=429, code="too_many_jobs") from exc
+        return json_response(
+            {"id": run.id, "status": "queued", "status_url": f"/benchmarks/{run.id}"},
+            status=202,
+            headers={"Location": f"/benchmarks/{run.id}"},
+        )
+    result = await work()
+    if visualize:
+        return HTMLResponse(run.file(REPORT).read_text(encoding="utf-8"), headers=_REPORT_HEADERS)
+    return json_response({**result, "links": _links(run.id)})
+
+
+def _run(runtime: Runtime, run_id: str) -> RunDir:
+    run = runtime.runs.get(run_id)
+    if run is None:
+        raise RunNotFound(f"No benchmark run with id {run_id!r}; GET /benchmarks lists them.")
+    return run
+
+
+@router.get("/benchmarks")
+async def list_benchmarks(runtime: RuntimeDep) -> Response:
+    """Stored runs, newest first."""
+    items = []
+    for run in runtime.runs.runs():
+        status = run.status()
+        manifest = run.manifest()
+        summary = run.summary()
+        items.append(
+            {
+                "id": run.id,
+                "status": status.get("status"),
+                "progress": status.get("progress"),
+                "created_at": manifest.get("created_at"),
+                "models": manifest.get("models"),
+                "requests": summary.get("requests") if summary else None,
+                "ok": summary.get("ok") if summary else None,
+                "failed": summary.get("failed") if summary else None,
+                "links": _links(run.id),
+            }
+        )
+    return json_response(items)
+
+
+@router.get("/benchmarks/{run_id}")
+async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
+    """A run's status and progress, and its statistics once it has finished."""
+    run = _run(runtime, run_id)
+    status = run.status()
+    summary = run.summary()
+    state = status.get("status", "unknown")
+    return json_response(
+        {
+            "id": run.id,
+            "status": state,
+            "progress": status.get("progress"),
+            "error": status.get("error"),
+            "summary": pipeline.result(run, summary, state) if summary is not None else None,
+            "links": _links(run.id),
+        }
+    )
+
+
+@router.get("/benchmarks/{run_id}/report", response_class=HTMLResponse)
+async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
+    """The run's self-contained HTML report."""
+    path = _run(runtime, run_id).file(REPORT)
+    if not path.exists():
+        raise RunNotFound(f"Run {run_id} has no report yet; it is written when the run ends.")
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers=_REPORT_HEADERS)
+
+
+@router.get("/benchmarks/{run_id}/results.csv")
+async def get_results(runtime: RuntimeDep, run_id: str) -> Response:
+    """One row per request (rows appear as requests finish)."""
+    path = _run(runtime, run_id).file(RESULTS_CSV)
+    if not path.exists():
+        raise RunNotFound(f"Run {run_id} has no results yet.")
+    return FileResponse(path, media_type="text/csv", filename=f"{run_id}-{RESULTS_CSV}")

@@ -1,0 +1,71 @@
+"""Background benchmark jobs: a few run at once, the rest wait their turn as "queued".
+
+Status and progress live in each run's folder (store.py), so any worker can answer for a job;
+this object only owns the asyncio tasks of the jobs this process started. On shutdown they
+are cancelled, which writes their partial results and marks them interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger("llm_gateway.bench")
+
+
+class JobLimitReached(Exception):
+    """Too many jobs are running or waiting already."""
+
+
+class Jobs:
+    def __init__(self, *, max_running: int, max_waiting: int | None = None) -> None:
+        self._slots = asyncio.Semaphore(max_running)
+        self._max_jobs = max_running + (max_waiting if max_waiting is not None else max_running)
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def submit(
+        self,
+        job_id: str,
+        work: Callable[[], Awaitable[Any]],
+        *,
+        on_cancel_queued: Callable[[], None] | None = None,
+    ) -> None:
+        """Start `work` when a slot is free; raise JobLimitReached when the queue is full.
+        `on_cancel_queued` runs if the job is cancelled before it ever started."""
+        if len(self._tasks) >= self._max_jobs:
+            raise JobLimitReached(
+                f"{len(self._tasks)} benchmark jobs are already running or queued; "
+                "wait for one to finish"
+            )
+
+        async def run() -> None:
+            started = False
+            try:
+                async with self._slots:
+                    started = True
+                    await work()
+            except asyncio.CancelledError:
+                if not started and on_cancel_queued is not None:
+                    on_cancel_queued()
+                raise
+
+        task = asyncio.create_task(run(), name=f"benchmark-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda t: self._done(job_id, t))
+
+    def _done(self, job_id: str, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(job_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("benchmark job %s failed", job_id, exc_info=task.exception())
+
+    async def shutdown(self) -> None:
+        """Cancel every job and wait until each has written its partial results."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,179 @@
+"""One benchmark from start to stored result: prompts -> runner -> records -> stats -> store
+-> report. The HTTP endpoint, its background jobs and the CLI all run benchmarks through here,
+so they write the same files with the same contents."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from llm_gateway.bench.prompts import PromptFile
+from llm_gateway.bench.records import RequestRecord
+from llm_gateway.bench.report import render_report
+from llm_gateway.bench.runner import BenchConfig, Runner
+from llm_gateway.bench.stats import summarize
+from llm_gateway.bench.store import MANIFEST, REPORT, RESULTS_CSV, SUMMARY, RunDir
+from llm_gateway.upstream.client import UpstreamClient
+
+logger = logging.getLogger("llm_gateway.bench")
+
+_VERSIONED = ("llm-gateway", "aiohttp", "fastapi", "uvicorn", "pydantic")
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where the benchmark sends its requests (never with the key)."""
+
+    url: str
+    kind: str  # "openrouter" | "emulator" | "custom"
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def manifest(
+    run: RunDir, config: BenchConfig, prompt_file: PromptFile, upstream: Upstream
+) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "created_at": _now(),
+        "finished_at": None,
+        "status": "running",
+        "upstream": {"url": upstream.url, "kind": upstream.kind},
+        "models": list(config.models),
+        "models_served": {},
+        "prompt_file": {
+            "name": prompt_file.name,
+            "sha256": prompt_file.sha256,
+            "prompts": len(prompt_file.prompts),
+        },
+        "config": config.manifest(),
+        "versions": _versions(),
+        "client": {},
+    }
+
+
+def files(run: RunDir) -> dict[str, str]:
+    return {
+        "results_csv": str(run.file(RESULTS_CSV)),
+        "summary": str(run.file(SUMMARY)),
+        "manifest": str(run.file(MANIFEST)),
+        "report": str(run.file(REPORT)),
+    }
+
+
+def result(run: RunDir, summary: dict[str, Any], status: str) -> dict[str, Any]:
+    """The JSON a caller gets for a finished run: the summary plus where its files are."""
+    return {"run_id": run.id, "status": status, **summary, "files": files(run)}
+
+
+async def execute(
+    run: RunDir,
+    config: BenchConfig,
+    prompt_file: PromptFile,
+    client: UpstreamClient,
+    upstream: Upstream,
+    *,
+    on_progress: Callable[[int, int, RequestRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark into `run`; the files are complete even if it is cancelled."""
+    meta = manifest(run, config, prompt_file, upstream)
+    run.write_manifest(meta)
+    runner = Runner(config, client)
+    run.write_status("running", done=0, total=runner.total)
+
+    def record(item: RequestRecord) -> None:
+        run.append(item)
+        done = len(runner.records)
+        if run.heartbeat_due() or done == runner.total:
+            run.write_status("running", done=done, total=runner.total)
+        if on_progress is not None:
+            on_progress(done, runner.total, item)
+
+    runner.on_record = record
+    status = "failed"
+    heartbeat = asyncio.create_task(_heartbeat(run, runner))
+    try:
+        await runner.run()
+        status = "done"
+    except asyncio.CancelledError:
+        status = "interrupted"
+        raise
+    finally:
+        heartbeat.cancel()
+        summary = finish(run, runner.records, meta, status, client_lag=runner.lag.summary())
+    return result(run, summary, status)
+
+
+async def _heartbeat(run: RunDir, runner: Runner) -> None:
+    """Keep status.json fresh while requests are slow, so the run is not taken for dead."""
+    while True:
+        await asyncio.sleep(1.0)
+        if run.heartbeat_due():
+            run.write_status("running", done=len(runner.records), total=runner.total)
+
+
+def finish(
+    run: RunDir,
+    records: list[RequestRecord],
+    meta: dict[str, Any],
+    status: str,
+    *,
+    client_lag: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write summary, manifest, report and final status for whatever was measured."""
+    run.close()
+    summary = summarize(records)
+    meta = {
+        **meta,
+        "status": status,
+        "finished_at": _now(),
+        "models_served": _served(records),
+        "client": client_lag if client_lag is not None else meta.get("client", {}),
+    }
+    run.write_manifest(meta)
+    run.write_summary(summary)
+    run.write_report(render_report(summary, records, meta))
+    measured = sum(1 for r in records if not r.warmup)
+    planned = (
+        (meta.get("config") or {}).get("runs", 0)
+        * (meta.get("prompt_file") or {}).get("prompts", 0)
+        * len(meta.get("models") or [])
+    )
+    total = planned or measured
+    run.write_status(status, done=measured, total=total)
+    logger.info(
+        "benchmark %s %s: %d/%d requests measured, %d failed",
+        run.id,
+        status,
+        measured,
+        total,
+        summary["failed"],
+    )
+    return summary
+
+
+def _served(records: list[RequestRecord]) -> dict[str, list[str]]:
+    """Requested model -> the models that actually answered (they can differ)."""
+    served: dict[str, set[str]] = {}
+    for r in records:
+        if r.model_served:
+            served.setdefault(r.model, set()).add(r.model_served)
+    return {model: sorted(names) for model, names in served.items()}

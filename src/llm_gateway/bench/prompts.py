@@ -1,0 +1,132 @@
+"""Prompt files: `.txt` (one prompt per line), `.jsonl` (`{"prompt"}` or `{"messages"}` per
+line) and `.csv` (a `prompt` column). Everything is checked before anything runs, so a bad
+file is one clear 4xx (or CLI error), never a half-run benchmark."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+
+from llm_gateway.errors import InvalidRequest
+
+FORMATS = (".txt", ".jsonl", ".csv")
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One prompt: its display text and the chat messages sent for it."""
+
+    text: str
+    messages: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFile:
+    name: str
+    sha256: str
+    prompts: tuple[Prompt, ...]
+
+
+class PromptFileError(InvalidRequest):
+    """The prompt file cannot be used; the message says why and where."""
+
+    status = 400
+    code = "invalid_prompt_file"
+
+
+def _user(text: str) -> Prompt:
+    return Prompt(text, ({"role": "user", "content": text},))
+
+
+def _txt(text: str) -> list[Prompt]:
+    return [_user(line.strip()) for line in text.splitlines() if line.strip()]
+
+
+def _jsonl(text: str) -> list[Prompt]:
+    prompts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise PromptFileError(f"line {number} is not valid JSON ({exc})") from exc
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("prompt"), str)
+            and item["prompt"].strip()
+        ):
+            prompts.append(_user(item["prompt"]))
+        elif isinstance(item, dict) and _valid_messages(item.get("messages")):
+            messages = tuple(item["messages"])
+            prompts.append(Prompt(_label(messages), messages))
+        else:
+            raise PromptFileError(
+                f'line {number} needs a non-empty "prompt" string or a "messages" list of '
+                '{"role", "content"} objects'
+            )
+    return prompts
+
+
+def _valid_messages(messages: Any) -> bool:
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m
+            for m in messages
+        )
+    )
+
+
+def _label(messages: tuple[dict[str, Any], ...]) -> str:
+    """The text shown for a messages prompt: its last user message."""
+    for message in reversed(messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return orjson.dumps(list(messages)).decode()
+
+
+def _csv(text: str) -> list[Prompt]:
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or "prompt" not in reader.fieldnames:
+        raise PromptFileError("a CSV prompt file needs a header row with a `prompt` column")
+    return [_user(row["prompt"].strip()) for row in reader if (row.get("prompt") or "").strip()]
+
+
+def load_prompts(name: str, data: bytes, *, max_bytes: int, max_prompts: int) -> PromptFile:
+    """Parse an uploaded or local prompt file, enforcing the size and count limits."""
+    if len(data) > max_bytes:
+        raise PromptFileError(
+            f"the prompt file is {len(data)} bytes; the limit is {max_bytes} "
+            "(GATEWAY_BENCH_MAX_FILE_BYTES)",
+            status=413,
+            code="prompt_file_too_large",
+        )
+    suffix = PurePath(name or "prompts.txt").suffix.lower() or ".txt"
+    if suffix not in FORMATS:
+        raise PromptFileError(
+            f"unsupported prompt file type {suffix!r}; use one of {', '.join(FORMATS)}"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PromptFileError(
+            f"the prompt file is not UTF-8 text (bad byte at position {exc.start})"
+        ) from exc
+    parse = {".txt": _txt, ".jsonl": _jsonl, ".csv": _csv}[suffix]
+    prompts = parse(text)
+    if not prompts:
+        raise PromptFileError("the prompt file has no prompts (it is empty or only blank lines)")
+    if len(prompts) > max_prompts:
+        raise PromptFileError(
+            f"the prompt file has {len(prompts)} prompts; the limit is {max_prompts} "
+            "(GATEWAY_BENCH_MAX_PROMPTS)"
+        )
+    return PromptFile(PurePath(name).name, hashlib.sha256(data).hexdigest(), tuple(prompts))

@@ -1,0 +1,89 @@
+"""The long-lived parts of a running gateway, opened once and closed once.
+
+`open_runtime` resolves which upstream to talk to (OpenRouter with a key, or the built-in
+emulator without one), starts the emulator when needed, and builds the upstream client and
+the model catalogue. The app's lifespan and the CLI both use it, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from llm_gateway.bench.jobs import Jobs
+from llm_gateway.bench.store import RunStore
+from llm_gateway.config import EMULATOR_KEY, Settings
+from llm_gateway.embedded import BackgroundServer
+from llm_gateway.emulator import Emulator, EmulatorConfig
+from llm_gateway.upstream.catalog import ModelCatalog
+from llm_gateway.upstream.client import Timeouts, UpstreamClient
+from llm_gateway.upstream.retry import RetryPolicy
+
+logger = logging.getLogger("llm_gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    upstream: Literal["openrouter", "emulator"]
+    upstream_url: str
+    client: UpstreamClient
+    catalog: ModelCatalog
+    runs: RunStore
+    jobs: Jobs
+
+
+def build_client(settings: Settings, *, base_url: str, api_key: str) -> UpstreamClient:
+    """An upstream client configured from settings (timeouts, retries, pool, attribution)."""
+    headers = {"X-OpenRouter-Title": settings.app_title, "X-Title": settings.app_title}
+    if settings.app_url:
+        headers["HTTP-Referer"] = settings.app_url
+    return UpstreamClient(
+        base_url=base_url,
+        api_key=api_key,
+        timeouts=Timeouts(
+            connect=settings.connect_timeout,
+            first_byte=settings.first_byte_timeout,
+            idle=settings.idle_timeout,
+            total=settings.total_timeout,
+            stream_commit=settings.stream_commit_after,
+        ),
+        retry=RetryPolicy(
+            attempts=settings.retry_attempts,
+            base=settings.retry_base,
+            max_wait=settings.retry_max_wait,
+            budget=settings.retry_budget,
+        ),
+        pool_size=settings.upstream_pool_size,
+        headers=headers,
+    )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Everything a gateway needs to serve requests; closed when the block ends."""
+    mode = settings.resolved_upstream()
+    async with AsyncExitStack() as stack:
+        if mode == "emulator":
+            emulator = Emulator(
+                EmulatorConfig(seed=settings.emulator_seed, time_scale=settings.emulator_time_scale)
+            )
+            server = BackgroundServer(emulator.app)
+            base = await asyncio.to_thread(server.start)
+            stack.callback(server.stop)
+            url, key = f"{base}/api/v1", EMULATOR_KEY
+        else:
+            assert settings.openrouter_api_key is not None  # resolved_upstream() checked it
+            url, key = settings.upstream_url, settings.openrouter_api_key.get_secret_value()
+        client = build_client(settings, base_url=url, api_key=key)
+        stack.push_async_callback(client.aclose)
+        catalog = ModelCatalog(client.list_models, ttl=settings.models_cache_ttl)
+        jobs = Jobs(max_running=settings.bench_max_jobs)
+        # Registered after the client, so it runs first: jobs still need the client to finish.
+        stack.push_async_callback(jobs.shutdown)
+        runs = RunStore(settings.benchmarks_dir)
+        yield Runtime(settings, mode, url, client, catalog, runs, jobs)

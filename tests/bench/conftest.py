@@ -1,0 +1,52 @@
+"""Fixtures for the benchmark tests: a client to the emulator, and records made by hand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_gateway.bench.records import RequestRecord
+from llm_gateway.runtime import build_client
+from llm_gateway.upstream.client import UpstreamClient
+from tests.conftest import gateway_settings
+
+
+@pytest.fixture
+async def bench_client(emulator_url: str, tmp_path: Path) -> AsyncIterator[UpstreamClient]:
+    """The upstream client the benchmark uses, pointed at the emulator, retries off."""
+    settings = gateway_settings(emulator_url, tmp_path, retry_attempts=1)
+    client = build_client(settings, base_url=emulator_url, api_key="bench-key")
+    yield client
+    await client.aclose()
+
+
+def make_record(**values: Any) -> RequestRecord:
+    """A successful record with plausible defaults; override what the test is about."""
+    defaults: dict[str, Any] = {name: None for name in RequestRecord.columns()}
+    defaults.update(
+        model="m/a",
+        prompt_index=0,
+        prompt="p",
+        run=1,
+        warmup=False,
+        status="ok",
+        http_status=200,
+        finish_reason="stop",
+        started_at="2026-11-27T00:00:00.000+00:00",
+        offset_seconds=0.0,
+        queue_seconds=0.0,
+        ttft_seconds=0.1,
+        latency_seconds=1.0,
+        done_seconds=1.0,
+        completion_tokens=10,
+        tokens_per_second=10.0,
+        chunks=10,
+        stalls=0,
+        attempts=1,
+        retry_wait_seconds=0.0,
+    )
+    defaults.update(values)
+    return RequestRecord(**defaults)

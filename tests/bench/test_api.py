@@ -1,0 +1,241 @@
+"""`POST /benchmark` and `/benchmarks` over HTTP, as the brief's reviewer calls them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llm_gateway.app import create_app
+from llm_gateway.emulator import Emulator
+from tests.conftest import TEST_KEY, GatewayFactory, gateway_settings
+from tests.servers import serve
+
+pytestmark = pytest.mark.anyio
+
+PROMPTS = b"What is 2+2?\nName a colour.\n\nWrite a haiku about <script>alert(1)</script>\n"
+
+
+@pytest.fixture
+def bench_gateway(start_gateway: GatewayFactory, tmp_path: Path) -> Any:
+    with start_gateway(benchmarks_dir=tmp_path / "benchmarks") as url:
+        yield url
+
+
+async def _post(
+    gateway: str,
+    fields: list[tuple[str, str]],
+    prompts: bytes = PROMPTS,
+    name: str = "prompts.txt",
+    **params: str,
+) -> httpx.Response:
+    form: dict[str, list[str]] = {}
+    for key, value in fields:  # a field may repeat, as `model` does
+        form.setdefault(key, []).append(value)
+    async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
+        return await client.post(
+            "/benchmark",
+            params=params,
+            data=form,
+            files={"prompt_file": (name, prompts, "text/plain")},
+        )
+
+
+def _csv_rows(path: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
+
+
+async def test_three_prompts_two_runs(bench_gateway: str) -> None:
+    response = await _post(bench_gateway, [("model", "emulator/fast"), ("runs", "2")])
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["runs"], body["prompts"], body["requests"], body["ok"], body["failed"]) == (
+        2, 3, 6, 6, 0,
+    )  # fmt: skip
+    for key in ("avg", "min", "max", "std_dev", "p50", "p90", "p95", "p99"):
+        assert isinstance(body["latency"][key], float)
+    assert body["latency"]["min"] <= body["latency"]["avg"] <= body["latency"]["max"]
+    assert body["ttft"]["avg"] < body["latency"]["avg"]
+    model = body["models"]["emulator/fast"]
+    assert (model["requests"], model["ok"], model["errors"]) == (6, 6, {})
+    assert model["tokens_per_s"]["avg"] > 0
+    assert len(body["per_prompt"]) == 3
+    rows = _csv_rows(body["files"]["results_csv"])
+    assert len(rows) == 6  # one row per request, not one aggregate row
+    for column in (
+        "model", "prompt_index", "prompt", "run", "status", "error", "latency_seconds",
+        "ttft_seconds", "tokens_used", "prompt_tokens", "completion_tokens",
+        "tokens_per_second", "attempts", "started_at",
+    ):  # fmt: skip
+        assert column in rows[0]
+    assert int(rows[0]["tokens_used"]) == int(rows[0]["prompt_tokens"]) + int(
+        rows[0]["completion_tokens"]
+    )
+    assert Path(body["files"]["report"]).exists() and Path(body["files"]["summary"]).exists()
+
+
+async def test_one_run_per_prompt_has_zero_std_dev(bench_gateway: str) -> None:
+    body = (await _post(bench_gateway, [("model", "emulator/fast"), ("runs", "1")])).json()
+    assert body["requests"] == 3
+    assert all(cell["latency"]["std_dev"] == 0 for cell in body["per_prompt"])
+
+
+async def test_several_models_repeated_or_comma_separated(bench_gateway: str) -> None:
+    fields = [
+        ("model", "emulator/fast, emulator/echo"),
+        ("model", "emulator/steady:free"),
+        ("runs", "3"),
+    ]
+    body = (await _post(bench_gateway, fields)).json()
+    assert list(body["models"]) == ["emulator/fast", "emulator/echo", "emulator/steady:free"]
+    assert body["requests"] == 3 * 3 * 3
+    assert all(group["ok"] == 9 for group in body["models"].values())
+    assert len(body["per_prompt"]) == 9
+
+
+async def test_visualize_answers_the_html_report_with_output_escaped(bench_gateway: str) -> None:
+    response = await _post(
+        bench_gateway, [("model", "emulator/echo"), ("runs", "2")], visualize="true"
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    html = response.text
+    assert "emulator/echo" in html and "<table" in html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_failures_are_counted_not_dropped(bench_gateway: str, emulator: Emulator) -> None:
+    emulator.script(["402", "429-day"], model="emulator/fast")
+    body = (
+        await _post(bench_gateway, [("model", "emulator/fast"), ("runs", "1"), ("stream", "false")])
+    ).json()
+    assert (body["requests"], body["ok"], body["failed"]) == (3, 1, 2)
+    assert body["models"]["emulator/fast"]["errors"] == {"http_429": 1, "http_4xx": 1}
+    assert body["ttft"] is None  # not streamed: no TTFT claimed
+
+
+async def test_background_job_lifecycle(bench_gateway: str, emulator: Emulator) -> None:
+    emulator.config.time_scale = 0.5
+    response = await _post(
+        bench_gateway, [("model", "emulator/steady"), ("runs", "2")], background="true"
+    )
+    assert response.status_code == 202
+    job = response.json()
+    assert job["status"] == "queued" and job["status_url"] == f"/benchmarks/{job['id']}"
+    async with httpx.AsyncClient(base_url=bench_gateway, timeout=10) as client:
+        seen = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = (await client.get(job["status_url"])).json()
+            seen.add(status["status"])
+            if status["status"] == "done":
+                break
+            assert status["summary"] is None
+            await asyncio_sleep(0.05)
+        assert status["status"] == "done"
+        assert "running" in seen
+        assert status["progress"] == {"done": 6, "total": 6}
+        assert status["summary"]["requests"] == 6 and status["summary"]["run_id"] == job["id"]
+        listed = (await client.get("/benchmarks")).json()
+        assert listed[0]["id"] == job["id"] and listed[0]["status"] == "done"
+        report = await client.get(f"/benchmarks/{job['id']}/report")
+        assert report.status_code == 200 and "emulator/steady" in report.text
+        results = await client.get(f"/benchmarks/{job['id']}/results.csv")
+        assert results.headers["content-type"].startswith("text/csv")
+        assert len(list(csv.DictReader(io.StringIO(results.text)))) == 6
+
+
+async def asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+@pytest.mark.parametrize(
+    ("fields", "prompts", "name", "status", "mentions"),
+    [
+        ([("runs", "2")], PROMPTS, "p.txt", 422, "model"),
+        ([("model", " , "), ("runs", "2")], PROMPTS, "p.txt", 422, "at least one model"),
+        ([("model", "emulator/fast"), ("runs", "0")], PROMPTS, "p.txt", 422, "runs"),
+        ([("model", "emulator/fast"), ("runs", "many")], PROMPTS, "p.txt", 422, "runs"),
+        ([("model", "emulator/fast"), ("runs", "1000")], PROMPTS, "p.txt", 422, "at most 100"),
+        (
+            [("model", "emulator/fast"), ("concurrency", "999")],
+            PROMPTS,
+            "p.txt",
+            422,
+            "concurrency",
+        ),
+        ([("model", "emulator/fast")], b"", "p.txt", 400, "no prompts"),
+        ([("model", "emulator/fast")], b"\xff\xfe\x00bad", "p.txt", 400, "not UTF-8"),
+        ([("model", "emulator/fast")], b"x" * (1024 * 1024 + 1), "p.txt", 413, "limit"),
+        ([("model", "emulator/fast")], b"%PDF-1.4", "p.pdf", 400, "unsupported"),
+        ([("model", "emulator/fast"), ("runs", "100")], b"a\n" * 200, "p.txt", 422, "the limit is"),
+    ],
+)
+async def test_bad_input_is_refused_before_anything_runs(
+    bench_gateway: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    fields: list[tuple[str, str]],
+    prompts: bytes,
+    name: str,
+    status: int,
+    mentions: str,
+) -> None:
+    response = await _post(bench_gateway, fields, prompts, name)
+    assert response.status_code == status
+    assert mentions in response.json()["error"]["message"]
+    assert emulator.chat_records() == []
+    assert not list((tmp_path / "benchmarks").glob("*/benchmark_results.csv"))
+
+
+async def test_a_missing_file_is_a_422(bench_gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=bench_gateway) as client:
+        response = await client.post("/benchmark", data={"model": "emulator/fast"})
+    assert response.status_code == 422
+    assert "prompt_file" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "run_id", ["nope", "%2E%2E", "20261127T000000Z-abcdef", "..%2F..%2Fetc%2Fpasswd"]
+)
+async def test_unknown_or_malicious_ids_are_404(bench_gateway: str, run_id: str) -> None:
+    async with httpx.AsyncClient(base_url=bench_gateway) as client:
+        for suffix in ("", "/report", "/results.csv"):
+            response = await client.get(f"/benchmarks/{run_id}{suffix}")
+            assert response.status_code == 404, (run_id, suffix)
+            assert "root:" not in response.text  # no file content leaked
+
+
+def test_stopping_the_server_marks_running_jobs_interrupted(
+    emulator: Emulator, emulator_url: str, tmp_path: Path
+) -> None:
+    emulator.config.time_scale = 1.0
+    settings = gateway_settings(emulator_url, tmp_path / "logs", benchmarks_dir=tmp_path / "b")
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        job = client.post(
+            "/benchmark?background=true",
+            data={"model": "emulator/steady", "runs": "50"},
+            files={"prompt_file": ("p.txt", b"one\ntwo\n", "text/plain")},
+        ).json()
+        deadline = time.monotonic() + 10
+        while client.get(f"/benchmarks/{job['id']}").json()["progress"]["done"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    # The server has stopped. What it measured is on disk, and the run says how it ended.
+    run_dir = tmp_path / "b" / job["id"]
+    status = (run_dir / "status.json").read_text()
+    assert '"interrupted"' in status
+    rows = list(csv.DictReader(io.StringIO((run_dir / "benchmark_results.csv").read_text())))
+    assert 2 <= len(rows) < 100
+    assert (run_dir / "summary.json").exists() and (run_dir / "report.html").exists()
+    manifest = (run_dir / "manifest.json").read_text()
+    assert TEST_KEY not in manifest and '"interrupted"' in manifest

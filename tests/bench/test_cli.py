@@ -1,0 +1,136 @@
+"""`llm-gateway bench` and `llm-gateway report`, run as real processes against the emulator."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_gateway.emulator import Emulator
+from tests.conftest import CLI, TEST_KEY
+
+
+@pytest.fixture
+def prompt_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.txt"
+    path.write_text("What is 2+2?\nName a colour.\nSay <b>hi</b>\n")
+    return path
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _bench(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return _cli(["bench", *args], env)
+
+
+def _run_dir(out: Path) -> Path:
+    [run] = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def test_bench_end_to_end(cli_env: dict[str, str], prompt_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    args = [str(prompt_file), "-m", "emulator/fast", "-m", "emulator/echo", "--runs", "2"]
+    result = _bench([*args, "--concurrency", "2", "--out", str(out)], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "Benchmark summary" in result.stdout
+    assert "emulator/fast" in result.stdout and "emulator/echo" in result.stdout
+    assert "12 ok, 0 failed" in result.stdout
+    run = _run_dir(out)
+    for name in ("benchmark_results.csv", "summary.json", "manifest.json", "report.html"):
+        assert (run / name).exists() and str(run / name) in result.stdout.replace("\n", "")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["concurrency"] == 2 and manifest["status"] == "done"
+    assert manifest["upstream"]["url"] == cli_env["GATEWAY_UPSTREAM_URL"]
+    assert TEST_KEY not in (run / "manifest.json").read_text() + result.stdout + result.stderr
+
+
+def test_base_url_points_the_benchmark_anywhere(
+    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    out = tmp_path / "runs"
+    custom = {**cli_env, "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9/unused"}
+    args = [str(prompt_file), "-m", "emulator/fast", "--runs", "1", "--no-stream"]
+    result = _bench(
+        [*args, "--base-url", cli_env["GATEWAY_UPSTREAM_URL"], "--out", str(out)], custom
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(emulator.chat_records()) == 3
+    manifest = json.loads((_run_dir(out) / "manifest.json").read_text())
+    assert manifest["upstream"]["kind"] == "custom" and manifest["config"]["stream"] is False
+
+
+def test_a_bad_prompt_file_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    result = _bench([str(empty), "-m", "emulator/fast"], cli_env)
+    assert result.returncode == 2
+    assert "no prompts" in result.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_measurements(
+    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    emulator.config.time_scale = 1.0
+    out = tmp_path / "runs"
+    process = subprocess.Popen(
+        [
+            CLI,
+            "bench",
+            str(prompt_file),
+            "-m",
+            "emulator/steady",
+            "--runs",
+            "100",
+            "--out",
+            str(out),
+        ],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    csv_path = None
+    while time.monotonic() < deadline:
+        runs = [p for p in out.glob("*/benchmark_results.csv")] if out.exists() else []
+        if runs and len(runs[0].read_text().splitlines()) >= 3:  # header + 2 requests
+            csv_path = runs[0]
+            break
+        time.sleep(0.05)
+    assert csv_path is not None
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert "Interrupted" in stdout
+    rows = csv_path.read_text().splitlines()[1:]
+    assert 2 <= len(rows) < 300
+    run = csv_path.parent
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["requests"] == len(rows)
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_report_rerenders_a_stored_run(
+    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs"
+    args = [str(prompt_file), "-m", "emulator/fast", "--runs", "1", "--out", str(out)]
+    assert _bench(args, cli_env).returncode == 0
+    run = _run_dir(out)
+    (run / "report.html").unlink()
+    (run / "summary.json").unlink()
+    result = _cli(["report", str(run)], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert (run / "report.html").exists()
+    assert json.loads((run / "summary.json").read_text())["requests"] == 3
+    missing = _cli(["report", str(tmp_path)], cli_env)
+    assert missing.returncode == 2 and "No results" in missing.stdout

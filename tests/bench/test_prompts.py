@@ -1,0 +1,67 @@
+"""Prompt files: every format, and every way a file can be unusable."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_gateway.bench.prompts import PromptFileError, load_prompts
+
+
+def _load(name: str, data: bytes, **limits: int) -> list[str]:
+    options = {"max_bytes": 10_000, "max_prompts": 100, **limits}
+    return [p.text for p in load_prompts(name, data, **options).prompts]
+
+
+def test_txt_is_one_prompt_per_line_skipping_blank_lines() -> None:
+    assert _load("p.txt", b"first\n\n  second  \r\n\nthird") == ["first", "second", "third"]
+
+
+def test_jsonl_takes_prompts_and_message_lists() -> None:
+    data = (
+        b'{"prompt": "plain"}\n\n'
+        b'{"messages": [{"role": "system", "content": "Be brief."},'
+        b' {"role": "user", "content": "with system"}]}\n'
+    )
+    prompts = load_prompts("p.jsonl", data, max_bytes=10_000, max_prompts=10).prompts
+    assert [p.text for p in prompts] == ["plain", "with system"]
+    assert prompts[1].messages[0] == {"role": "system", "content": "Be brief."}
+
+
+def test_csv_needs_a_prompt_column() -> None:
+    assert _load("p.csv", b'id,prompt\n1,"Hello, world"\n2,\n3,Bye\n') == ["Hello, world", "Bye"]
+    with pytest.raises(PromptFileError, match="`prompt` column"):
+        _load("p.csv", b"id,text\n1,hi\n")
+
+
+def test_a_utf8_bom_is_tolerated_and_the_hash_recorded() -> None:
+    loaded = load_prompts("p.txt", "\ufeffhéllo\n".encode(), max_bytes=100, max_prompts=10)
+    assert loaded.prompts[0].text == "héllo"
+    assert len(loaded.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "limits", "message"),
+    [
+        ("p.txt", b"", {}, "no prompts"),
+        ("p.txt", b"\n  \n\n", {}, "no prompts"),
+        ("p.txt", b"caf\xe9\n", {}, "not UTF-8"),
+        ("p.txt", b"x" * 101, {"max_bytes": 100}, "limit is 100"),
+        ("p.txt", b"a\nb\nc\n", {"max_prompts": 2}, "3 prompts; the limit is 2"),
+        ("p.jsonl", b'{"prompt": "ok"}\nnot json\n', {}, "line 2 is not valid JSON"),
+        ("p.jsonl", b'{"text": "wrong key"}\n', {}, "line 1 needs"),
+        ("p.jsonl", b'{"messages": []}\n', {}, "line 1 needs"),
+        ("p.pdf", b"%PDF", {}, "unsupported prompt file type"),
+    ],
+)
+def test_unusable_files_are_refused_with_a_reason(
+    name: str, data: bytes, limits: dict[str, int], message: str
+) -> None:
+    with pytest.raises(PromptFileError, match=message) as info:
+        _load(name, data, **limits)
+    assert 400 <= info.value.status < 500
+
+
+def test_oversize_is_413() -> None:
+    with pytest.raises(PromptFileError) as info:
+        _load("p.txt", b"x" * 11, max_bytes=10)
+    assert info.value.status == 413
