@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from llm_gateway.app import create_app
 from llm_gateway.config import Settings
 from llm_gateway.emulator import Emulator, EmulatorConfig
+from llm_gateway.logging import flush_logs
 from tests.servers import serve
 
 # The installed `llm-gateway` command, next to the interpreter running the tests.
@@ -115,6 +117,19 @@ def cli_env(emulator_url: str, tmp_path: Path) -> dict[str, str]:
         "GATEWAY_LOG_DIR": str(tmp_path / "logs"),
         "COLUMNS": "200",
     }
+
+
+def read_log(path: Path, *, waiting_for: str | None = None) -> str:
+    """The log file once every record logged so far is written. A request's access line is
+    logged when its response has ended, which can be just after the client has read it: pass
+    `waiting_for` to wait (briefly) for a line that is still on its way."""
+    deadline = time.monotonic() + 2
+    while True:
+        flush_logs()
+        text = path.read_text() if path.exists() else ""
+        if waiting_for is None or waiting_for in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
+
+from llm_gateway.emulator import Emulator, RequestRecord
 
 
 @dataclass
@@ -31,3 +36,31 @@ def parse_frames(text: str) -> list[Frame]:
 
 def deltas(frames: list[Frame]) -> str:
     return "".join(f.data["delta"] for f in frames if f.event is None and not f.comment)
+
+
+async def leave_after_first_event(
+    base_url: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    first: str,
+    params: dict[str, str] | None = None,
+) -> None:
+    """Open a stream, read until a line starting with `first`, then drop the connection."""
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=20) as client,
+        client.stream("POST", path, params=params, json=body) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith(first):
+                break  # closing the response here drops the connection
+
+
+async def cancelled_record(emulator: Emulator) -> RequestRecord:
+    """The only chat request's record, once the emulator has seen its client go away."""
+    for _ in range(100):
+        [record] = emulator.chat_records()
+        if record.cancelled:
+            return record
+        await asyncio.sleep(0.02)
+    raise AssertionError("the upstream stream was not cancelled")

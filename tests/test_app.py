@@ -9,6 +9,7 @@ import pytest
 
 from llm_gateway.app import create_app
 from llm_gateway.config import ConfigError, Settings
+from tests.conftest import read_log
 from tests.servers import serve
 
 
@@ -23,7 +24,7 @@ def test_without_a_key_the_built_in_emulator_is_served_and_labelled(tmp_path: Pa
     assert index.json()["upstream"] == "emulator"
     assert all(model.startswith("emulator/") for model in models.json())
     assert answer.status_code == 200
-    log = (tmp_path / "server_logs.txt").read_text()
+    log = read_log(tmp_path / "server_logs.txt", waiting_for="BUILT-IN EMULATOR")
     assert "BUILT-IN EMULATOR" in log and "OPENROUTER_API_KEY" in log
 
 

@@ -4,7 +4,6 @@ bugs with them, and never the API key."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import httpx
@@ -13,20 +12,13 @@ import pytest
 from llm_gateway import generation
 from llm_gateway.emulator import Emulator
 from llm_gateway.logging import RedactFilter
-from tests.conftest import TEST_KEY, GatewayFactory
+from tests.conftest import TEST_KEY, GatewayFactory, read_log
 
 pytestmark = pytest.mark.anyio
 
 
 def _lines(log_file: Path, needle: str) -> list[str]:
-    """Lines containing `needle`, waiting briefly: the access line of a request is written
-    when its response has finished, which can be just after the client has read it."""
-    deadline = time.monotonic() + 2
-    while True:
-        found = [line for line in log_file.read_text().splitlines() if needle in line]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
+    return [line for line in read_log(log_file, waiting_for=needle).splitlines() if needle in line]
 
 
 async def test_one_access_line_per_request(gateway: str, log_file: Path) -> None:
@@ -66,8 +58,8 @@ async def test_upstream_errors_are_logged_without_traceback(
     emulator.script(["402"])
     async with httpx.AsyncClient(base_url=gateway) as client:
         await client.post("/generate", json={"prompt": "hi", "model": "emulator/fast"})
-    text = log_file.read_text()
     [line] = _lines(log_file, "upstream error on POST /generate")
+    text = read_log(log_file)
     assert "ERROR" in line and "402" in line
     assert "Traceback" not in text
 
@@ -85,7 +77,7 @@ async def test_our_own_bugs_are_logged_with_traceback_and_answer_500(
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert "RuntimeError" not in response.text  # no traceback in the answer
-    text = log_file.read_text()
+    text = read_log(log_file)
     assert "Traceback" in text and "RuntimeError: a bug in the gateway" in text
     assert _lines(log_file, "status=500")
 
@@ -110,7 +102,7 @@ async def test_the_key_never_reaches_logs_or_answers(
     for answer in answers:
         assert TEST_KEY not in answer.text
         assert TEST_KEY not in str(answer.headers)
-    text = log_file.read_text()
+    text = read_log(log_file, waiting_for="Bearer ***")
     assert TEST_KEY not in text
     assert "Bearer ***" in text
 

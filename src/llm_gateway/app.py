@@ -10,16 +10,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from llm_gateway import __version__
-from llm_gateway.api import benchmarks, generate, health, models
+from llm_gateway.api import benchmarks, generate, health, models, openai
 from llm_gateway.api.responses import error_response
 from llm_gateway.config import Settings
 from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from llm_gateway.limits import BodyLimitMiddleware
 from llm_gateway.logging import AccessLogMiddleware, configure_logging
+from llm_gateway.metrics import GatewayMetrics, MetricsMiddleware
 from llm_gateway.runtime import open_runtime
+from llm_gateway.schemas.errors import ErrorResponse
+from llm_gateway.security import InboundAuthMiddleware
 
 logger = logging.getLogger("llm_gateway")
 error_logger = logging.getLogger("llm_gateway.errors")
@@ -32,21 +37,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     mode = settings.resolved_upstream()  # fails fast on an impossible configuration
     key = settings.openrouter_api_key
-    log_path = configure_logging(
-        settings.log_dir, settings.log_level, [key.get_secret_value()] if key else []
-    )
+    inbound = settings.inbound_keys()
+    secrets = [key.get_secret_value()] if key else []
+    log_path = configure_logging(settings.log_dir, settings.log_level, [*secrets, *inbound])
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings, metrics) as runtime:
             app.state.runtime = runtime
             if runtime.upstream == "emulator":
                 _emulator_banner(runtime.upstream_url)
             logger.info(
-                "llm-gateway %s serving upstream %s (%s); log file %s",
+                "llm-gateway %s serving upstream %s (%s); inbound keys %s; log file %s",
                 __version__,
                 runtime.upstream,
                 runtime.upstream_url,
+                f"required ({len(inbound)})" if inbound else "not required",
                 log_path,
             )
             yield
@@ -56,7 +63,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="A fast, reliable gateway to OpenRouter and OpenAI-compatible LLM APIs.",
         lifespan=lifespan,
+        # Our error shape, not FastAPI's default `{"detail": [...]}`, is what 422s carry.
+        responses={422: {"model": ErrorResponse, "description": "The request is invalid"}},
     )
+    app.state.metrics = metrics
+    # Added innermost first: access log -> metrics -> CORS -> auth -> body limit -> routes.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if inbound:
+        app.add_middleware(InboundAuthMiddleware, keys=inbound)
+    if settings.cors_origin_list():
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list(),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Upstream-Attempts", "Retry-After"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(
         AccessLogMiddleware,
         extra_headers={"X-Upstream": "emulator"} if mode == "emulator" else None,
@@ -64,23 +87,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    for module in (health, models, generate, benchmarks):
+    for module in (health, models, generate, benchmarks, openai):
         app.include_router(module.router)
     return app
 
 
 def _emulator_banner(url: str) -> None:
-    line = "=" * 78
-    logger.warning(
-        "\n%s\n  NO OPENROUTER_API_KEY SET: serving the BUILT-IN EMULATOR at %s\n"
-        "  Answers are synthetic, not from real models: `GET /models` lists the emulated\n"
-        "  ones (ids start with `emulator/`).\n"
-        "  Put OPENROUTER_API_KEY=... in .env (see .env.example) to use OpenRouter.\n"
-        "  Every response carries the header `X-Upstream: emulator`.\n%s",
-        line,
-        url,
-        line,
-    )
+    # One record per line: the log keeps every record on a single line.
+    rule = "=" * 78
+    for line in (
+        rule,
+        f"NO OPENROUTER_API_KEY SET: serving the BUILT-IN EMULATOR at {url}",
+        "Answers are synthetic, not from real models: `GET /models` lists the emulated ones",
+        "(ids start with `emulator/`). Every response carries `X-Upstream: emulator`.",
+        "Put OPENROUTER_API_KEY=... in .env (see .env.example) to use OpenRouter.",
+        rule,
+    ):
+        logger.warning("%s", line)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -100,7 +123,7 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
             "" if exc.attempts == 1 else "s",
             exc.message,
         )
-    response = error_response(exc)
+    response = error_response(exc, path=request.url.path)
     if exc.attempts:
         response.headers["X-Upstream-Attempts"] = str(exc.attempts)
     return response
@@ -112,7 +135,7 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {message}"
 
 
-async def _validation_error(_request: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
@@ -120,7 +143,8 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
         return error_response(
             InvalidRequest(
                 f"The request body is not valid JSON ({detail}).", status=400, code="invalid_json"
-            )
+            ),
+            path=request.url.path,
         )
     whole_body = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
     if whole_body:
@@ -130,8 +154,13 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
             message = 'The request needs a JSON body, e.g. {"prompt": "...", "model": "..."}.'
         else:
             message = "The request body must be a JSON object."
-        return error_response(InvalidRequest(message, status=400, code="invalid_json"))
-    return error_response(InvalidRequest("Invalid request: " + "; ".join(map(_describe, errors))))
+        return error_response(
+            InvalidRequest(message, status=400, code="invalid_json"), path=request.url.path
+        )
+    return error_response(
+        InvalidRequest("Invalid request: " + "; ".join(map(_describe, errors))),
+        path=request.url.path,
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -140,7 +169,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = str(exc.detail)
     if exc.status_code == 404:
         message = f"No route {request.method} {request.url.path}; see /docs for the API."
-    response = error_response(GatewayError(message, status=exc.status_code, code=code))
+    response = error_response(
+        GatewayError(message, status=exc.status_code, code=code), path=request.url.path
+    )
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     return response

@@ -26,6 +26,7 @@ from llm_gateway.errors import GatewayError
 from llm_gateway.generation import Delta, Done, build_payload, generate, relay
 from llm_gateway.runtime import Runtime, open_runtime
 from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse
+from llm_gateway.security import is_loopback
 from llm_gateway.upstream.catalog import select
 
 EXIT_UPSTREAM_ERROR = 1
@@ -83,7 +84,28 @@ def serve(
     from llm_gateway.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
+    try:
+        keys = settings.inbound_keys()
+    except ConfigError as exc:
+        err.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    if not keys and not is_loopback(host) and not settings.allow_open:
+        err.print(
+            f"[red]Refusing to serve on {host} without inbound keys:[/red] anyone who can reach "
+            "it could spend the upstream key's credits. Set GATEWAY_API_KEYS (clients then send "
+            "`Authorization: Bearer <key>`), or GATEWAY_ALLOW_OPEN=true if something in front of "
+            "the gateway already authenticates clients."
+        )
+        raise typer.Exit(EXIT_USAGE)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+        # On SIGTERM, open streams get this long to finish before they are cut.
+        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+    )
 
 
 @app.command()

@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     app_title: str = "llm-gateway"
     app_url: str | None = None
 
+    # Inbound access: the keys clients must present, where the gateway may listen, CORS.
+    api_keys: SecretStr | None = None
+    api_keys_file: Path | None = None
+    allow_open: bool = False
+    cors_origins: str = ""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+
     log_dir: Path = Path("logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     benchmarks_dir: Path = Path("benchmarks")
@@ -85,6 +93,24 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    def inbound_keys(self) -> frozenset[str]:
+        """The client keys from GATEWAY_API_KEYS (comma-separated) and GATEWAY_API_KEYS_FILE
+        (one per line, `#` comments allowed); empty means the gateway is open."""
+        keys: set[str] = set()
+        if self.api_keys is not None:
+            keys.update(k.strip() for k in self.api_keys.get_secret_value().split(","))
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ConfigError(f"GATEWAY_API_KEYS_FILE cannot be read: {exc}") from exc
+            keys.update(line.strip() for line in lines if not line.lstrip().startswith("#"))
+        keys.discard("")
+        return frozenset(keys)
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def resolved_upstream(self) -> Literal["openrouter", "emulator"]:
         """Which upstream this configuration serves: `auto` means OpenRouter iff a key is set."""

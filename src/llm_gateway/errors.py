@@ -24,6 +24,18 @@ from typing import Any, ClassVar
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
+# OpenAI's `error.type` for a status, so OpenAI SDKs raise their usual classes.
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -58,6 +70,13 @@ class GatewayError(Exception):
                 "request_id": request_id,
             }
         }
+
+    def to_openai_body(self) -> dict[str, Any]:
+        """The same error in OpenAI's shape, for the OpenAI-compatible `/v1` routes."""
+        kind = _OPENAI_TYPES.get(
+            self.status, "api_error" if self.status >= 500 else "invalid_request_error"
+        )
+        return {"error": {"message": self.message, "type": kind, "param": None, "code": self.code}}
 
 
 class InvalidRequest(GatewayError):

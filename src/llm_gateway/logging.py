@@ -3,6 +3,8 @@
 - `configure_logging` attaches the handlers to the `llm_gateway` logger only, replacing the
   ones it attached before (several apps in one process, as in the tests, must not pile up
   handlers, and a global `dictConfig` would also close handlers that belong to others).
+  Records go through a queue to a writer thread, so a slow disk never stalls the event loop;
+  the request id and the redaction are applied before a record is queued.
 - `AccessLogMiddleware` is pure ASGI: it gives every request an id (the client's
   `X-Request-ID` when it is sane), times it, writes one INFO line when the response ends
   (streams included), and turns our own unhandled bugs into a logged traceback plus a JSON 500.
@@ -11,8 +13,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
+import queue
 import re
 import sys
 import time
@@ -21,9 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_gateway.asgi import send_error
 from llm_gateway.context import RequestContext, current_request
 from llm_gateway.errors import GatewayError
 
@@ -46,8 +50,14 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# Every character str.splitlines() breaks on: client input (a path, a model id) written
+# unescaped could otherwise forge whole log lines.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 class RedactFilter(logging.Filter):
-    """Replaces secrets with `***` in the message, its arguments and any traceback."""
+    """Replaces secrets with `***` in the message, its arguments and any traceback, and
+    escapes line breaks in the message so one record is always one line."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -59,7 +69,7 @@ class RedactFilter(logging.Filter):
         return _BEARER.sub(r"\1***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.getMessage())
+        record.msg = self.redact(record.getMessage()).translate(_LINE_BREAKS)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -68,28 +78,54 @@ class RedactFilter(logging.Filter):
         return True
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(log_dir: Path, level: str, secrets: Iterable[str] = ()) -> Path:
     """Send `llm_gateway.*` records to `<log_dir>/server_logs.txt` and stderr; return the path."""
+    global _listener
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / LOG_FILE
     root = logging.getLogger("llm_gateway")
     for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(handler)
-        handler.close()
+    _stop_listener()
     formatter = logging.Formatter(_FORMAT)
-    filters: list[logging.Filter] = [ContextFilter(), RedactFilter(secrets)]
     file_handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
     )
-    for handler in (file_handler, logging.StreamHandler(sys.stderr)):
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    for handler in (file_handler, stderr_handler):
         handler.setFormatter(formatter)
-        for f in filters:
-            handler.addFilter(f)
-        setattr(handler, _MARK, True)
-        root.addHandler(handler)
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    _listener = logging.handlers.QueueListener(records, file_handler, stderr_handler)
+    _listener.start()
+    enqueue = logging.handlers.QueueHandler(records)
+    enqueue.addFilter(ContextFilter())  # the request id lives in the caller's context
+    enqueue.addFilter(RedactFilter(secrets))  # secrets never even reach the queue
+    setattr(enqueue, _MARK, True)
+    root.addHandler(enqueue)
     root.setLevel(level)
     root.propagate = False
     return path
+
+
+def flush_logs() -> None:
+    """Wait until every record logged so far has been written."""
+    if _listener is not None:
+        _listener.queue.join()  # type: ignore[attr-defined]
+
+
+def _stop_listener() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.stop()  # writes what is still queued, then closes the handlers
+        for handler in _listener.handlers:
+            handler.close()
+        _listener = None
+
+
+atexit.register(_stop_listener)
 
 
 def _request_id(scope: Scope) -> str:
@@ -132,26 +168,13 @@ class AccessLogMiddleware:
             error_logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
             if status == 0:
                 status = 500
-                await _send_internal_error(send_with_id, ctx.request_id)
+                error = GatewayError(
+                    f"Internal error in the gateway; logged with request id {ctx.request_id}."
+                )
+                await send_error(send_with_id, error, path=scope["path"], request_id=ctx.request_id)
         finally:
             _log_access(scope, ctx, status, time.perf_counter() - started)
             current_request.reset(token)
-
-
-async def _send_internal_error(send: Send, request_id: str) -> None:
-    error = GatewayError("Internal error in the gateway; it has been logged with this request id.")
-    body = orjson.dumps(error.to_body(request_id))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _log_access(scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:

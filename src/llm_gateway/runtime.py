@@ -19,9 +19,10 @@ from llm_gateway.bench.store import RunStore
 from llm_gateway.config import EMULATOR_KEY, Settings
 from llm_gateway.embedded import BackgroundServer
 from llm_gateway.emulator import Emulator, EmulatorConfig
+from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.upstream.catalog import ModelCatalog
 from llm_gateway.upstream.client import Timeouts, UpstreamClient
-from llm_gateway.upstream.retry import RetryPolicy
+from llm_gateway.upstream.retry import RetryObserver, RetryPolicy
 
 logger = logging.getLogger("llm_gateway")
 
@@ -37,7 +38,9 @@ class Runtime:
     jobs: Jobs
 
 
-def build_client(settings: Settings, *, base_url: str, api_key: str) -> UpstreamClient:
+def build_client(
+    settings: Settings, *, base_url: str, api_key: str, observer: RetryObserver | None = None
+) -> UpstreamClient:
     """An upstream client configured from settings (timeouts, retries, pool, attribution)."""
     headers = {"X-OpenRouter-Title": settings.app_title, "X-Title": settings.app_title}
     if settings.app_url:
@@ -57,6 +60,7 @@ def build_client(settings: Settings, *, base_url: str, api_key: str) -> Upstream
             base=settings.retry_base,
             max_wait=settings.retry_max_wait,
             budget=settings.retry_budget,
+            observer=observer,
         ),
         pool_size=settings.upstream_pool_size,
         headers=headers,
@@ -64,7 +68,9 @@ def build_client(settings: Settings, *, base_url: str, api_key: str) -> Upstream
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, metrics: GatewayMetrics | None = None
+) -> AsyncIterator[Runtime]:
     """Everything a gateway needs to serve requests; closed when the block ends."""
     mode = settings.resolved_upstream()
     async with AsyncExitStack() as stack:
@@ -79,10 +85,16 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         else:
             assert settings.openrouter_api_key is not None  # resolved_upstream() checked it
             url, key = settings.upstream_url, settings.openrouter_api_key.get_secret_value()
-        client = build_client(settings, base_url=url, api_key=key)
+        client = build_client(settings, base_url=url, api_key=key, observer=metrics)
         stack.push_async_callback(client.aclose)
-        catalog = ModelCatalog(client.list_models, ttl=settings.models_cache_ttl)
+        catalog = ModelCatalog(
+            client.list_models,
+            ttl=settings.models_cache_ttl,
+            on_lookup=metrics.on_cache if metrics else None,
+        )
         jobs = Jobs(max_running=settings.bench_max_jobs)
+        if metrics is not None:
+            metrics.watch_jobs(lambda: jobs.running, lambda: jobs.queued)
         # Registered after the client, so it runs first: jobs still need the client to finish.
         stack.push_async_callback(jobs.shutdown)
         runs = RunStore(settings.benchmarks_dir)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from llm_gateway.emulator import Emulator
+from tests.conftest import read_log
 
 pytestmark = pytest.mark.anyio
 
@@ -55,6 +56,6 @@ async def test_a_cold_cache_fetches_once_however_many_ask(
     assert len({r.text for r in answers}) == 1
     assert again.text == answers[0].text
     assert _model_fetches(emulator) == 1
-    log = log_file.read_text()
+    log = read_log(log_file)
     assert log.count("models cache miss") == 1
     assert log.count("models cache hit") == 20

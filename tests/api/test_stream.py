@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -10,7 +9,7 @@ import pytest
 
 from llm_gateway.emulator import Emulator
 from tests.conftest import GatewayFactory
-from tests.sse import Frame, parse_frames
+from tests.sse import Frame, cancelled_record, leave_after_first_event, parse_frames
 
 pytestmark = pytest.mark.anyio
 
@@ -111,19 +110,11 @@ async def test_client_disconnect_cancels_the_upstream_stream(
 ) -> None:
     emulator.config.time_scale = 1.0
     body = {"prompt": "A long answer", "model": "emulator/steady", "max_tokens": 60}
-    async with (
-        httpx.AsyncClient(base_url=gateway, timeout=20) as client,
-        client.stream("POST", "/generate", params={"stream": "true"}, json=body) as response,
-    ):
-        async for line in response.aiter_lines():
-            if line.startswith('data: {"delta"'):
-                break  # leave after the first token; closing the response drops the connection
-    for _ in range(100):
-        [record] = emulator.chat_records()
-        if record.cancelled:
-            break
-        await asyncio.sleep(0.02)
-    assert record.cancelled and not record.completed
+    await leave_after_first_event(
+        gateway, "/generate", body, first='data: {"delta"', params={"stream": "true"}
+    )
+    record = await cancelled_record(emulator)
+    assert not record.completed
     # Cancelled long before the ~1.3 s the full answer takes.
     assert record.finished_at is not None
     assert record.finished_at - record.started_at < 0.9

@@ -181,7 +181,12 @@ async def list_benchmarks(runtime: RuntimeDep) -> Response:
     return json_response(items)
 
 
-@router.get("/benchmarks/{run_id}")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No run with this id (or no file yet)"}
+}
+
+
+@router.get("/benchmarks/{run_id}", responses=_NOT_FOUND)
 async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
     """A run's status and progress, and its statistics once it has finished."""
     run = _run(runtime, run_id)
@@ -200,7 +205,10 @@ async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
     )
 
 
-@router.get("/benchmarks/{run_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/benchmarks/{run_id}/report",
+    responses={**_NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "The report"}},
+)
 async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
     """The run's self-contained HTML report."""
     path = _run(runtime, run_id).file(REPORT)
@@ -209,7 +217,10 @@ async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
     return HTMLResponse(path.read_text(encoding="utf-8"), headers=_REPORT_HEADERS)
 
 
-@router.get("/benchmarks/{run_id}/results.csv")
+@router.get(
+    "/benchmarks/{run_id}/results.csv",
+    responses={**_NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "The CSV"}},
+)
 async def get_results(runtime: RuntimeDep, run_id: str) -> Response:
     """One row per request (rows appear as requests finish)."""
     path = _run(runtime, run_id).file(RESULTS_CSV)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,21 +10,16 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from llm_gateway.api.deps import RuntimeDep
-from llm_gateway.api.responses import (
-    SSE_KEEPALIVE,
-    EventStreamResponse,
-    json_response,
-    sse_event,
-)
+from llm_gateway.api.responses import json_response
+from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, guard_stream, sse_event
 from llm_gateway.context import record_attempts, request_context
-from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.generation import Delta, Done, Waiting, build_payload, generate, relay
 from llm_gateway.schemas.errors import ErrorResponse
 from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse
 from llm_gateway.upstream.stream import ChatStream
 
 router = APIRouter(tags=["generate"])
-logger = logging.getLogger("llm_gateway.errors")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
@@ -78,8 +71,9 @@ async def generate_text(
         upstream = await runtime.client.stream(payload)
         record_attempts(upstream.attempts)
         return EventStreamResponse(
-            _frames(upstream, started),
+            guard_stream(_frames(upstream, started), _error_event),
             headers={"X-Upstream-Attempts": str(upstream.attempts)},
+            on_close=upstream.aclose,
         )
     result = await generate(runtime.client, payload, started=started)
     record_attempts(result.attempts)
@@ -90,36 +84,16 @@ async def generate_text(
 
 
 async def _frames(upstream: ChatStream, started: float) -> AsyncIterator[bytes]:
-    """SSE frames for an open upstream stream; after the 200, failures become `event: error`."""
+    """`data: {"delta"}` per piece of text, keep-alives, then `event: done`."""
+    async for item in relay(upstream, started=started):
+        if isinstance(item, Delta):
+            yield sse_event({"delta": item.text})
+        elif isinstance(item, Waiting):
+            yield SSE_KEEPALIVE
+        elif isinstance(item, Done):
+            yield sse_event(item.response.model_dump(mode="json"), event="done")
+
+
+def _error_event(error: GatewayError) -> bytes:
     ctx = request_context()
-    request_id = ctx.request_id if ctx else None
-    try:
-        async for item in relay(upstream, started=started):
-            if isinstance(item, Delta):
-                yield sse_event({"delta": item.text})
-            elif isinstance(item, Waiting):
-                yield SSE_KEEPALIVE
-            elif isinstance(item, Done):
-                yield sse_event(item.response.model_dump(mode="json"), event="done")
-    except asyncio.CancelledError:
-        # The client went away; the `finally` cuts the upstream connection so it stops too.
-        if ctx:
-            ctx.stream_error = "client_disconnected"
-        raise
-    except Exception as exc:
-        error = (
-            exc
-            if isinstance(exc, GatewayError)
-            else GatewayError(
-                "Internal error in the gateway during the stream; it has been logged."
-            )
-        )
-        if isinstance(exc, UpstreamError):
-            logger.error("upstream failed mid-stream: %s (%s)", exc.message, exc.code)
-        else:
-            logger.exception("error while streaming")
-        if ctx:
-            ctx.stream_error = error.code
-        yield sse_event(error.to_body(request_id), event="error")
-    finally:
-        await upstream.aclose()
+    return sse_event(error.to_body(ctx.request_id if ctx else None), event="error")

@@ -2,20 +2,51 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from starlette.responses import Response
+import asyncio
+
+from fastapi import APIRouter, Request
+from starlette.responses import PlainTextResponse, Response
 
 from llm_gateway import __version__
 from llm_gateway.api.deps import RuntimeDep
-from llm_gateway.api.responses import json_response
+from llm_gateway.api.responses import error_response, json_response
+from llm_gateway.errors import GatewayError
+from llm_gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["operations"])
+
+# A readiness probe must answer quickly even when the upstream hangs.
+_READY_TIMEOUT_S = 5.0
 
 
 @router.get("/health")
 async def health(runtime: RuntimeDep) -> Response:
     """Liveness: answers without calling the upstream."""
     return json_response({"status": "ok", "upstream": runtime.upstream})
+
+
+@router.get("/ready", responses={503: {"description": "Not ready (see the error message)"}})
+async def ready(runtime: RuntimeDep) -> Response:
+    """Readiness: a key is configured (or the emulator is served) and the upstream answers its
+    model list (a free call, cached). 503 with the reason otherwise."""
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT_S):
+            models = await runtime.catalog.models()
+    except (GatewayError, TimeoutError) as exc:
+        reason = exc.message if isinstance(exc, GatewayError) else "timed out"
+        error = GatewayError(
+            f"The upstream is not reachable: {reason}", status=503, code="not_ready"
+        )
+        return error_response(error)
+    return json_response({"status": "ready", "upstream": runtime.upstream, "models": len(models)})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, upstream attempts and retries, cache, streams,
+    benchmark jobs."""
+    registry: GatewayMetrics = request.app.state.metrics
+    return Response(registry.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/", include_in_schema=False)
@@ -27,6 +58,17 @@ async def index(runtime: RuntimeDep) -> Response:
             "version": __version__,
             "upstream": runtime.upstream,
             "upstream_url": runtime.upstream_url,
-            "endpoints": ["GET /models", "POST /generate", "GET /health", "GET /docs"],
+            "endpoints": [
+                "GET /models",
+                "POST /generate",
+                "POST /benchmark",
+                "GET /benchmarks",
+                "GET /v1/models",
+                "POST /v1/chat/completions",
+                "GET /health",
+                "GET /ready",
+                "GET /metrics",
+                "GET /docs",
+            ],
         }
     )

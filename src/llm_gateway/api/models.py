@@ -8,6 +8,7 @@ from starlette.responses import Response
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.schemas.errors import ErrorResponse
+from llm_gateway.schemas.models import ModelDetails
 from llm_gateway.upstream.catalog import select
 
 router = APIRouter(tags=["models"])
@@ -15,7 +16,7 @@ router = APIRouter(tags=["models"])
 
 @router.get(
     "/models",
-    response_model=list[str],
+    response_model=list[str] | list[ModelDetails],
     responses={
         200: {"description": "Model ids; with `details=true`, normalised model objects."},
         502: {"model": ErrorResponse, "description": "The upstream failed and nothing is cached"},

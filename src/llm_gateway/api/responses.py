@@ -1,13 +1,13 @@
-"""Response classes: fast JSON, the error shape, and a flushing, disconnect-aware SSE stream."""
+"""Responses: fast JSON, and the error shape (the gateway's own, or OpenAI's under `/v1/`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from llm_gateway.context import request_context
 from llm_gateway.errors import GatewayError
@@ -23,36 +23,14 @@ def json_response(
     )
 
 
-def error_response(error: GatewayError) -> Response:
+OPENAI_PREFIX = "/v1/"
+
+
+def error_response(error: GatewayError, *, path: str = "") -> Response:
+    """The error answer: OpenAI's shape under `/v1/`, the gateway's own shape elsewhere."""
     ctx = request_context()
-    return json_response(
-        error.to_body(ctx.request_id if ctx else None),
-        status=error.status,
-        headers=error.headers(),
-    )
-
-
-def sse_event(data: Any, *, event: str | None = None) -> bytes:
-    """One SSE frame: optional `event:` line, one `data:` line of JSON, blank line."""
-    payload = b"data: " + orjson.dumps(data) + b"\n\n"
-    return b"event: " + event.encode() + b"\n" + payload if event else payload
-
-
-SSE_KEEPALIVE = b": keep-alive\n\n"
-
-
-class EventStreamResponse(StreamingResponse):
-    """`text/event-stream` with the headers that stop proxies from buffering it.
-
-    Each yielded frame goes out as its own ASGI message (uvicorn writes it at once). Starlette
-    cancels the body iterator when the client disconnects, so the iterator's `finally` is
-    where upstream streams get closed.
-    """
-
-    media_type = "text/event-stream"
-
-    def __init__(self, content: AsyncIterator[bytes], *, headers: Mapping[str, str]) -> None:
-        super().__init__(
-            content,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
-        )
+    if path.startswith(OPENAI_PREFIX):
+        body = error.to_openai_body()
+    else:
+        body = error.to_body(ctx.request_id if ctx else None)
+    return json_response(body, status=error.status, headers=error.headers())

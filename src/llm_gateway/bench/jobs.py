@@ -24,9 +24,14 @@ class Jobs:
         self._slots = asyncio.Semaphore(max_running)
         self._max_jobs = max_running + (max_waiting if max_waiting is not None else max_running)
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self.running = 0
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    @property
+    def queued(self) -> int:
+        return len(self._tasks) - self.running
 
     def submit(
         self,
@@ -48,7 +53,11 @@ class Jobs:
             try:
                 async with self._slots:
                     started = True
-                    await work()
+                    self.running += 1
+                    try:
+                        await work()
+                    finally:
+                        self.running -= 1
             except asyncio.CancelledError:
                 if not started and on_cancel_queued is not None:
                     on_cancel_queued()

@@ -23,7 +23,8 @@ class GenerateRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = Field(default=None, description="Up to 4 stop sequences.")
-    seed: int | None = None
+    # The upstream (and JSON encoders) take 64-bit integers at most.
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stream: bool = Field(default=False, description="Same as `?stream=true`.")
 
     @field_validator("prompt")

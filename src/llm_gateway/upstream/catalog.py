@@ -126,8 +126,10 @@ class ModelCatalog:
         ttl: float,
         stale_retry: float = 10.0,
         timer: Callable[[], float] = time.monotonic,
+        on_lookup: Callable[[str], None] | None = None,
     ) -> None:
         self._fetch = fetch
+        self._on_lookup = on_lookup
         self._timer = timer
         self._ttl = ttl
         self._stale_retry = min(stale_retry, ttl) if ttl > 0 else 0.0
@@ -147,6 +149,7 @@ class ModelCatalog:
                 entry = self._cache.get(_KEY)
                 if entry is None:
                     return list(await self._refresh())
+        self._count("stale" if entry.stale else "hit")
         logger.info(
             "models cache hit (%d models, age %.1fs%s)",
             len(entry.models),
@@ -156,6 +159,7 @@ class ModelCatalog:
         return list(entry.models)
 
     async def _refresh(self) -> tuple[ModelInfo, ...]:
+        self._count("miss")
         logger.info("models cache miss: fetching the catalogue from the upstream")
         started = time.perf_counter()
         try:
@@ -187,6 +191,10 @@ class ModelCatalog:
             "" if attempts == 1 else "s",
         )
         return models
+
+    def _count(self, result: str) -> None:
+        if self._on_lookup is not None:
+            self._on_lookup(result)
 
     def _store(self, entry: _Entry) -> None:
         if self._ttl > 0:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -69,6 +69,14 @@ class _OverBudget(stop_base):
         return elapsed + retry_state.upcoming_sleep > self.budget
 
 
+class RetryObserver(Protocol):
+    """Told about every attempt and every retry (the metrics implement it)."""
+
+    def on_attempt(self, endpoint: str, outcome: str) -> None: ...
+
+    def on_retry(self, reason: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Bounded retries for one upstream call; `sleep` is injectable so tests need not wait."""
@@ -78,6 +86,7 @@ class RetryPolicy:
     max_wait: float = 8.0
     budget: float = 30.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    observer: RetryObserver | None = None
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, what: str) -> tuple[T, int]:
         """Run `fn` until it succeeds or the policy gives up; return its result and the attempts.
@@ -89,7 +98,7 @@ class RetryPolicy:
             wait=_UpstreamWait(wait_random_exponential(multiplier=self.base, max=self.max_wait)),
             retry=retry_if_exception(_is_retryable),
             sleep=self.sleep,
-            before_sleep=lambda state: _log_retry(state, what),
+            before_sleep=lambda state: self._before_sleep(state, what),
             reraise=True,
         )
         attempt_number = 0
@@ -97,11 +106,29 @@ class RetryPolicy:
             async for attempt in retrying:
                 attempt_number = attempt.retry_state.attempt_number
                 with attempt:
-                    result = await fn()
+                    result = await self._observed(fn, what)
         except GatewayError as exc:
             exc.attempts = attempt_number
             raise
         return result, attempt_number
+
+    async def _observed(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        if self.observer is None:
+            return await fn()
+        try:
+            result = await fn()
+        except GatewayError as exc:
+            self.observer.on_attempt(what, exc.code)
+            raise
+        self.observer.on_attempt(what, "ok")
+        return result
+
+    def _before_sleep(self, retry_state: RetryCallState, what: str) -> None:
+        _log_retry(retry_state, what)
+        if self.observer is not None:
+            outcome = retry_state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            self.observer.on_retry(getattr(exc, "code", type(exc).__name__))
 
 
 def _log_retry(retry_state: RetryCallState, what: str) -> None:

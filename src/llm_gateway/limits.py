@@ -1,0 +1,75 @@
+"""The request body limit: 413 as soon as a body is known to be too large, before it is read.
+
+A declared `Content-Length` over the limit is refused without reading a byte; a body sent
+without one (chunked) is counted as it arrives and refused the moment it passes the limit.
+(Starlette's own body-limit middleware answers in plain text from outside our middleware,
+so the answer would lose the error shape, the request id and the access-log line.)
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llm_gateway.asgi import send_error
+from llm_gateway.context import request_context
+from llm_gateway.errors import GatewayError
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "payload_too_large"
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive`; an HTTPException so FastAPI's body parsing lets it through to the
+    exception handler instead of turning it into a 400."""
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            ctx = request_context()
+            await send_error(
+                send,
+                PayloadTooLarge(self._message(f"is {declared} bytes")),
+                path=scope["path"],
+                request_id=ctx.request_id if ctx else None,
+            )
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(413, self._message(f"passed {self.max_bytes} bytes"))
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self, size: str) -> str:
+        return (
+            f"The request body {size}; the limit is {self.max_bytes} bytes "
+            "(GATEWAY_MAX_BODY_BYTES)."
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,117 @@
+"""Prometheus metrics (prometheus_client), one registry per app so several apps in one
+process (as in the tests) never share or clash.
+
+Request metrics are labelled by the route's path template (`/benchmarks/{run_id}`), never the
+raw path, so a client cannot blow up the label cardinality.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class GatewayMetrics:
+    """The gateway's instruments; the upstream layer reports through the `on_*` hooks."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "llm_gateway_requests",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "llm_gateway_request_duration_seconds",
+            "Time to answer an HTTP request (to the end of the stream for SSE).",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.upstream_attempts = Counter(
+            "llm_gateway_upstream_attempts",
+            "Calls to the upstream, by endpoint and outcome (ok or the error code).",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "llm_gateway_upstream_retries",
+            "Upstream calls retried, by the failure.",
+            ["reason"],
+            registry=r,
+        )
+        self.models_cache = Counter(
+            "llm_gateway_models_cache_lookups",
+            "Model catalogue lookups: hit, miss (fetched), stale (served after a failed refresh).",
+            ["result"],
+            registry=r,
+        )
+        self.open_streams = Gauge(
+            "llm_gateway_open_streams", "Server-Sent Event responses in progress.", registry=r
+        )
+        self.benchmark_jobs = Gauge(
+            "llm_gateway_benchmark_jobs",
+            "Background benchmark jobs, by state.",
+            ["state"],
+            registry=r,
+        )
+
+    def on_attempt(self, endpoint: str, outcome: str) -> None:
+        self.upstream_attempts.labels(endpoint, outcome).inc()
+
+    def on_retry(self, reason: str) -> None:
+        self.upstream_retries.labels(reason).inc()
+
+    def on_cache(self, result: str) -> None:
+        self.models_cache.labels(result).inc()
+
+    def watch_jobs(self, running: Callable[[], int], queued: Callable[[], int]) -> None:
+        self.benchmark_jobs.labels("running").set_function(running)
+        self.benchmark_jobs.labels("queued").set_function(queued)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, and tracks open event streams."""
+
+    def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        streaming = False
+
+        async def observe(message: Message) -> None:
+            nonlocal status, streaming
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"content-type" and value.startswith(b"text/event-stream"):
+                        streaming = True
+                        self.metrics.open_streams.inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            if streaming:
+                self.metrics.open_streams.dec()
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.duration.labels(method, route).observe(time.perf_counter() - started)

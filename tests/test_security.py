@@ -1,0 +1,124 @@
+"""Inbound keys: a gateway holding an upstream key must not spend it for strangers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llm_gateway.security import is_loopback, key_matches
+from tests.conftest import CLI, GatewayFactory, read_log
+
+pytestmark = pytest.mark.anyio
+
+BODY = {"prompt": "hi", "model": "emulator/fast", "max_tokens": 5}
+
+
+async def test_routes_need_a_valid_key_when_keys_are_set(
+    start_gateway: GatewayFactory, log_file: Path
+) -> None:
+    with start_gateway(api_keys="client-key-one,client-key-two") as gateway:
+        async with httpx.AsyncClient(base_url=gateway) as client:
+            missing = await client.post("/generate", json=BODY)
+            wrong = await client.post(
+                "/generate", json=BODY, headers={"Authorization": "Bearer not-a-key"}
+            )
+            basic = await client.get("/models", headers={"Authorization": "Basic client-key-one"})
+            ok = await client.post(
+                "/generate", json=BODY, headers={"Authorization": "Bearer client-key-two"}
+            )
+            openai = await client.get("/v1/models")
+            metrics = await client.get("/metrics")
+            public = [
+                await client.get(path) for path in ("/health", "/ready", "/openapi.json", "/docs")
+            ]
+    for refused in (missing, wrong, basic, metrics):
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        assert refused.json()["error"]["code"] == "unauthorized"
+    assert "No API key" in missing.json()["error"]["message"]
+    assert "not valid" in wrong.json()["error"]["message"]
+    assert openai.status_code == 401
+    assert openai.json()["error"]["type"] == "authentication_error"  # OpenAI's shape under /v1
+    assert ok.status_code == 200
+    assert [r.status_code for r in public] == [200, 200, 200, 200]
+    log = read_log(log_file, waiting_for="status=401")
+    assert "client-key-one" not in log and "client-key-two" not in log
+    assert "status=401" in log
+
+
+async def test_keys_can_come_from_a_file(start_gateway: GatewayFactory, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team A\nkey-from-file-a\n\n  key-from-file-b  \n")
+    with start_gateway(api_keys_file=keys) as gateway, httpx.Client(base_url=gateway) as client:
+        for key, status in (("key-from-file-b", 200), ("# team A", 401), ("key-from-file", 401)):
+            response = client.get("/models", headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == status, key
+
+
+def test_key_comparison_checks_every_key() -> None:
+    keys = (b"alpha", b"beta")
+    assert key_matches(b"beta", keys)
+    assert not key_matches(b"bet", keys)
+    assert not key_matches(b"", keys)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.com", False)],
+)  # fmt: skip
+def test_loopback_detection(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_an_open_gateway_refuses_a_public_address(cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [CLI, "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "GATEWAY_API_KEYS" in result.stderr and "GATEWAY_ALLOW_OPEN" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve_public(env: dict[str, str]) -> int:
+    """Start `serve --host 0.0.0.0` and return the status of /health reached over loopback."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [CLI, "serve", "--host", "0.0.0.0", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health").status_code
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("the gateway did not start")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.parametrize("extra", [{"GATEWAY_API_KEYS": "k"}, {"GATEWAY_ALLOW_OPEN": "true"}])
+def test_a_public_address_is_served_with_keys_or_explicit_consent(
+    cli_env: dict[str, str], extra: dict[str, str]
+) -> None:
+    assert _serve_public({**cli_env, **extra}) == 200
