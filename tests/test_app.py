@@ -9,6 +9,7 @@ import pytest
 
 from llm_gateway.app import create_app
 from llm_gateway.config import ConfigError, Settings
+from llm_gateway.runtime import display_url
 from tests.conftest import read_log
 from tests.servers import serve
 
@@ -67,3 +68,10 @@ def test_env_example_documents_every_setting_with_placeholders_only() -> None:
     }
     assert names == documented
     assert "\nOPENROUTER_API_KEY=\n" in example  # never a real key
+
+
+def test_urls_are_shown_without_credentials() -> None:
+    assert display_url("https://user:pw@example.com:8443/api/v1?key=secret") == (
+        "https://example.com:8443/api/v1"
+    )
+    assert display_url("https://openrouter.ai/api/v1") == "https://openrouter.ai/api/v1"

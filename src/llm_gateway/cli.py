@@ -1,4 +1,4 @@
-"""The `llm-gateway` command: serve | emulator | models | generate.
+"""The `llm-gateway` command: serve | emulator | models | generate | bench | report.
 
 A thin shell: it parses flags and calls the same code the HTTP routes use.
 """
@@ -104,7 +104,7 @@ def serve(
         access_log=False,
         log_level="info",
         # On SIGTERM, open streams get this long to finish before they are cut.
-        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]
     )
 
 

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     allow_open: bool = False
     cors_origins: str = ""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    shutdown_grace: float = Field(default=10.0, ge=0)
+    shutdown_grace: float = Field(default=10.0, gt=0)
 
     log_dir: Path = Path("logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     first_byte_timeout: float = Field(default=60.0, gt=0)
     idle_timeout: float = Field(default=60.0, gt=0)
     total_timeout: float = Field(default=300.0, gt=0)
-    stream_commit_after: float = Field(default=2.0, ge=0)
+    stream_commit_after: float = Field(default=10.0, ge=0)
     upstream_pool_size: int = Field(default=256, ge=1)
 
     retry_attempts: int = Field(default=4, ge=1, le=20)

@@ -21,13 +21,16 @@ def _invalid(message: str, code: str = "invalid_request") -> InvalidRequest:
     return InvalidRequest(message, status=400, code=code)
 
 
-def check_chat_request(raw: bytes, *, max_tokens_limit: int) -> dict[str, Any]:
+def check_chat_request(
+    raw: bytes, *, max_tokens_limit: int, max_prompt_chars: int
+) -> dict[str, Any]:
     """The parsed request body, unchanged, once the fields the gateway depends on are sane.
 
     Checked: the body is a JSON object, `model` is a non-empty string, `messages` a non-empty
     array, `stream` a boolean when given (it picks JSON or SSE), and `max_tokens` /
-    `max_completion_tokens` positive integers within the gateway's limit. Anything else is the
-    upstream's business. Raises `InvalidRequest` (400).
+    `max_completion_tokens` positive integers within the gateway's limit, and the text of the
+    messages within the prompt-length limit. Anything else is the upstream's business. Raises
+    `InvalidRequest` (400).
     """
     if not raw.strip():
         raise _invalid(
@@ -47,6 +50,12 @@ def check_chat_request(raw: bytes, *, max_tokens_limit: int) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid("`messages` is required: a non-empty array of message objects.")
+    chars = sum(_text_length(m.get("content")) for m in messages if isinstance(m, dict))
+    if chars > max_prompt_chars:
+        raise _invalid(
+            f"`messages` hold {chars} characters of text; the limit is {max_prompt_chars} "
+            "(GATEWAY_MAX_PROMPT_CHARS)."
+        )
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _invalid(f"`stream` must be true or false (got {stream!r:.40}).")
@@ -60,3 +69,16 @@ def check_chat_request(raw: bytes, *, max_tokens_limit: int) -> dict[str, Any]:
         if value > max_tokens_limit:
             raise _invalid(f"`{field}` must be at most {max_tokens_limit} (got {value}).")
     return body
+
+
+def _text_length(content: Any) -> int:
+    """Characters of text in a message's content: a string, or content parts with `text`."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(
+            len(part["text"])
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return 0

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from llm_gateway.bench.jobs import Jobs
 from llm_gateway.bench.store import RunStore
@@ -25,6 +26,16 @@ from llm_gateway.upstream.client import Timeouts, UpstreamClient
 from llm_gateway.upstream.retry import RetryObserver, RetryPolicy
 
 logger = logging.getLogger("llm_gateway")
+
+
+def display_url(url: str) -> str:
+    """The URL without credentials (user:password@, or a query string that may hold a key),
+    for answers, logs and manifests."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +109,4 @@ async def open_runtime(
         # Registered after the client, so it runs first: jobs still need the client to finish.
         stack.push_async_callback(jobs.shutdown)
         runs = RunStore(settings.benchmarks_dir)
-        yield Runtime(settings, mode, url, client, catalog, runs, jobs)
+        yield Runtime(settings, mode, display_url(url), client, catalog, runs, jobs)

@@ -73,6 +73,21 @@ async def test_invalid_fields_are_named_in_the_message(
     assert emulator.chat_records() == []
 
 
+@pytest.mark.parametrize("field", ["prompt", "system", "model"])
+async def test_unpaired_surrogates_are_refused(
+    gateway: str, emulator: Emulator, field: str
+) -> None:
+    # Valid JSON, but not valid Unicode: it could never be encoded for the upstream.
+    body = b'{"prompt": "hi", "model": "emulator/fast", "%s": "x \\ud800 y"}' % field.encode()
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post(
+            "/generate", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert field in response.json()["error"]["message"]
+    assert emulator.chat_records() == []
+
+
 async def test_a_bad_stream_flag_is_a_422(gateway: str) -> None:
     async with httpx.AsyncClient(base_url=gateway) as client:
         response = await client.post("/generate", params={"stream": "maybe"}, json=GOOD)
@@ -84,7 +99,13 @@ async def test_a_prompt_over_the_limit_is_refused(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
     with start_gateway(max_prompt_chars=10) as gateway, httpx.Client(base_url=gateway) as client:
-        response = client.post("/generate", json={**GOOD, "prompt": "x" * 11})
-    assert response.status_code == 422
-    assert "limit is 10" in response.json()["error"]["message"]
+        long_prompt = client.post("/generate", json={**GOOD, "prompt": "x" * 11})
+        long_system = client.post("/generate", json={**GOOD, "prompt": "x", "system": "y" * 10})
+        chat = {"model": "emulator/fast", "messages": [{"role": "user", "content": "z" * 11}]}
+        long_messages = client.post("/v1/chat/completions", json=chat)
+    for response in (long_prompt, long_system):
+        assert response.status_code == 422
+        assert "the limit is 10" in response.json()["error"]["message"]
+    assert long_messages.status_code == 400
+    assert "the limit is 10" in long_messages.json()["error"]["message"]
     assert emulator.chat_records() == []

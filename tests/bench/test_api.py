@@ -239,3 +239,17 @@ def test_stopping_the_server_marks_running_jobs_interrupted(
     assert (run_dir / "summary.json").exists() and (run_dir / "report.html").exists()
     manifest = (run_dir / "manifest.json").read_text()
     assert TEST_KEY not in manifest and '"interrupted"' in manifest
+
+
+async def test_a_full_job_queue_refuses_without_leaving_runs_behind(
+    start_gateway: GatewayFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.config.time_scale = 1.0
+    with start_gateway(benchmarks_dir=tmp_path / "runs", bench_max_jobs=1) as gateway:
+        fields = [("model", "emulator/slow"), ("runs", "1")]
+        codes = [(await _post(gateway, fields, background="true")).status_code for _ in range(4)]
+        async with httpx.AsyncClient(base_url=gateway) as client:
+            listed = (await client.get("/benchmarks")).json()
+    assert codes == [202, 202, 429, 429]  # one running, one queued, then full
+    assert len(listed) == 2 and len(list((tmp_path / "runs").iterdir())) == 2
+    assert {item["status"] for item in listed} <= {"running", "queued"}

@@ -33,6 +33,14 @@ def test_csv_needs_a_prompt_column() -> None:
         _load("p.csv", b"id,text\n1,hi\n")
 
 
+def test_long_csv_fields_and_malformed_csv() -> None:
+    # Python's csv stops at 128 KiB per field by default; prompts may be longer.
+    long = "word " * 30_000
+    assert _load("p.csv", f'prompt\n"{long}"\n'.encode(), max_bytes=1_000_000) == [long.strip()]
+    # Rows ending in a bare CR (old Mac files) are rows, not a csv error.
+    assert _load("p.csv", b"prompt\rfirst\rsecond\r") == ["first", "second"]
+
+
 def test_a_utf8_bom_is_tolerated_and_the_hash_recorded() -> None:
     loaded = load_prompts("p.txt", "\ufeffhéllo\n".encode(), max_bytes=100, max_prompts=10)
     assert loaded.prompts[0].text == "héllo"

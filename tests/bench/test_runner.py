@@ -77,9 +77,11 @@ async def test_latency_and_ttft_match_the_emulated_profile(
 async def test_failures_are_recorded_by_class(
     bench_client: UpstreamClient, emulator: Emulator
 ) -> None:
-    emulator.script(["402", "429-day", "503", "midstream:2", "error-200", "hang:1", "ok"])
+    emulator.script(
+        ["402", "429-day", "503", "midstream:2", "error-200", "hang:1", "stall:1", "ok"]
+    )
     config = BenchConfig(
-        models=("emulator/fast",), prompts=_prompts("x"), runs=7, timeout=0.4, max_tokens=8
+        models=("emulator/fast",), prompts=_prompts("x"), runs=8, timeout=0.4, max_tokens=8
     )
     records = await Runner(config, bench_client).run()
     assert [r.status for r in records] == [
@@ -89,6 +91,7 @@ async def test_failures_are_recorded_by_class(
         "midstream_error",
         "midstream_error",
         "timeout",
+        "timeout",  # too slow after its first token is still a timeout, not a broken stream
         "ok",
     ]
     midstream = records[3]

@@ -89,5 +89,7 @@ def test_normalise_tolerates_every_vintage() -> None:
     assert router.prompt_price_per_m is None and not router.free
     bare = normalise({"id": "x/y"})
     assert bare.free and bare.name == "x/y" and bare.context_length is None
+    broken = normalise({"id": "c/d", "pricing": {"prompt": "NaN", "completion": "Infinity"}})
+    assert broken.prompt_price_per_m is None and broken.completion_price_per_m is None
     priced = normalise({"id": "a/b", "pricing": {"prompt": "0.000003", "completion": 0.000015}})
     assert priced.to_json()["pricing"] == {"prompt_per_million": 3, "completion_per_million": 15}

@@ -31,6 +31,10 @@ def test_reset_in_the_past_means_no_wait_and_garbage_is_ignored() -> None:
     assert retry_after_seconds({"X-RateLimit-Reset": "1000"}) == 0.0
     assert retry_after_seconds({"X-RateLimit-Reset": "soon"}) is None
     assert retry_after_seconds({}) is None
+    # Found in review: an infinite wait used to crash the Retry-After we send (500).
+    assert retry_after_seconds({"Retry-After": "1e999"}) is None
+    assert retry_after_seconds({"Retry-After": "nan"}) is None
+    assert retry_after_seconds({"Retry-After": "99999999"}) == 86_400.0
 
 
 def test_per_minute_429_reads_the_reset_from_the_body_metadata() -> None:

@@ -11,7 +11,6 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
-from llm_gateway.bench.jobs import JobLimitReached
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
 from llm_gateway.bench.store import REPORT, RESULTS_CSV, RunDir
@@ -23,8 +22,7 @@ router = APIRouter(tags=["benchmark"])
 
 # The report is self-contained; forbid it from loading or sending anything anywhere.
 _REPORT_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "script-src 'unsafe-inline'; img-src data:",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -121,6 +119,13 @@ async def run_benchmark(
             f"runs x prompts x models = {runs} x {len(prompts.prompts)} x {len(models)} = "
             f"{config.requests} requests; the limit is {settings.bench_max_requests}"
         )
+    if background and runtime.jobs.full:
+        raise GatewayError(
+            f"{len(runtime.jobs)} benchmark jobs are already running or queued; wait for one "
+            "to finish (GATEWAY_BENCH_MAX_JOBS)",
+            status=429,
+            code="too_many_jobs",
+        )
     run = runtime.runs.create()
 
     async def work() -> dict[str, Any]:
@@ -128,17 +133,13 @@ async def run_benchmark(
 
     if background:
         run.write_status("queued", done=0, total=config.total)
-        try:
-            runtime.jobs.submit(
-                run.id,
-                work,
-                on_cancel_queued=lambda: run.write_status(
-                    "interrupted", done=0, total=config.requests
-                ),
-            )
-        except JobLimitReached as exc:
-            run.write_status("failed", done=0, total=config.requests, error=str(exc))
-            raise GatewayError(str(exc), status=429, code="too_many_jobs") from exc
+        # Room was checked above, and nothing awaited since: this cannot hit the limit.
+        runtime.jobs.submit(
+            run.id,
+            work,
+            on_waiting=lambda: run.write_status("queued", done=0, total=config.total),
+            on_cancel_queued=lambda: run.write_status("interrupted", done=0, total=config.total),
+        )
         return json_response(
             {"id": run.id, "status": "queued", "status_url": f"/benchmarks/{run.id}"},
             status=202,

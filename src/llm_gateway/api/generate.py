@@ -62,9 +62,11 @@ async def generate_text(
         raise InvalidRequest(
             f"max_tokens must be at most {settings.max_tokens_limit} (got {max_tokens})"
         )
-    if len(body.prompt) > settings.max_prompt_chars:
+    chars = len(body.prompt) + len(body.system or "")
+    if chars > settings.max_prompt_chars:
         raise InvalidRequest(
-            f"prompt is {len(body.prompt)} characters; the limit is {settings.max_prompt_chars}"
+            f"prompt (with system) is {chars} characters; the limit is "
+            f"{settings.max_prompt_chars} (GATEWAY_MAX_PROMPT_CHARS)"
         )
     payload = build_payload(body, max_tokens=max_tokens)
     if stream or body.stream:

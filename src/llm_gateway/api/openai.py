@@ -105,8 +105,11 @@ def _vendor(model_id: str) -> str:
 )
 async def chat_completions(request: Request, runtime: RuntimeDep) -> Response:
     """OpenAI Chat Completions, passed through to the upstream (OpenRouter extras included)."""
+    settings = runtime.settings
     payload = check_chat_request(
-        await request.body(), max_tokens_limit=runtime.settings.max_tokens_limit
+        await request.body(),
+        max_tokens_limit=settings.max_tokens_limit,
+        max_prompt_chars=settings.max_prompt_chars,
     )
     if payload.get("stream") is True:
         # Pre-flight: errors up to the first upstream event are raised here, as real statuses.

@@ -14,6 +14,8 @@ from typing import Any
 
 logger = logging.getLogger("llm_gateway.bench")
 
+WAITING_BEAT_S = 5.0
+
 
 class JobLimitReached(Exception):
     """Too many jobs are running or waiting already."""
@@ -30,6 +32,10 @@ class Jobs:
         return len(self._tasks)
 
     @property
+    def full(self) -> bool:
+        return len(self._tasks) >= self._max_jobs
+
+    @property
     def queued(self) -> int:
         return len(self._tasks) - self.running
 
@@ -38,11 +44,14 @@ class Jobs:
         job_id: str,
         work: Callable[[], Awaitable[Any]],
         *,
+        on_waiting: Callable[[], None] | None = None,
         on_cancel_queued: Callable[[], None] | None = None,
     ) -> None:
         """Start `work` when a slot is free; raise JobLimitReached when the queue is full.
-        `on_cancel_queued` runs if the job is cancelled before it ever started."""
-        if len(self._tasks) >= self._max_jobs:
+        `on_waiting` runs every few seconds while the job waits for a slot (a heartbeat, so
+        a queued job is not taken for dead); `on_cancel_queued` runs if the job is cancelled
+        before it ever started."""
+        if self.full:
             raise JobLimitReached(
                 f"{len(self._tasks)} benchmark jobs are already running or queued; "
                 "wait for one to finish"
@@ -51,13 +60,22 @@ class Jobs:
         async def run() -> None:
             started = False
             try:
-                async with self._slots:
+                while True:
+                    try:
+                        await asyncio.wait_for(self._slots.acquire(), timeout=WAITING_BEAT_S)
+                        break
+                    except TimeoutError:
+                        if on_waiting is not None:
+                            on_waiting()
+                try:
                     started = True
                     self.running += 1
                     try:
                         await work()
                     finally:
                         self.running -= 1
+                finally:
+                    self._slots.release()
             except asyncio.CancelledError:
                 if not started and on_cancel_queued is not None:
                     on_cancel_queued()

@@ -39,12 +39,12 @@ OUTPUT_PREVIEW_CHARS = 200
 
 def classify(error: GatewayError, *, streaming_started: bool) -> ErrorClass:
     """The error class of a failed request (benchmark-metrics.md `status`)."""
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"  # also when it struck mid-stream: the answer was too slow, not broken
     if streaming_started or isinstance(error, UpstreamBadResponse):
         return "midstream_error"
     if isinstance(error, UpstreamRateLimited):
         return "http_429"
-    if isinstance(error, UpstreamTimeout):
-        return "timeout"
     if isinstance(error, UpstreamUnreachable):
         return "connect"
     if isinstance(error, UpstreamStatusError) and error.upstream_status is not None:
@@ -126,7 +126,7 @@ async def measure(
     latency = _seconds(latency_ns) if latency_ns is not None else None
     ttft = _seconds(timing.first_token) if timing.first_token is not None else None
     gaps = sorted(timing.gaps)
-    has_output = bool(completion.text or completion.reasoning)
+    has_output = bool(completion.text or completion.reasoning or completion.tool_calls)
     decode = (
         (output_tokens - 1) / (latency - ttft)
         if ttft is not None and latency is not None and output_tokens > 1 and latency > ttft

@@ -108,18 +108,23 @@ async def execute(
             on_progress(done, runner.total, item)
 
     runner.on_record = record
-    status = "failed"
     heartbeat = asyncio.create_task(_heartbeat(run, runner))
     try:
         await runner.run()
-        status = "done"
-    except asyncio.CancelledError:
-        status = "interrupted"
-        raise
-    finally:
+    except BaseException as exc:
+        # Interrupted or failed: write what was measured right here, without awaiting (a
+        # cancelled task may not get to run another step).
         heartbeat.cancel()
-        summary = finish(run, runner.records, meta, status, client_lag=runner.lag.summary())
-    return result(run, summary, status)
+        status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
+        finish(run, runner.records, meta, status, client_lag=runner.lag.summary())
+        raise
+    heartbeat.cancel()
+    # Statistics and the report take a while for big runs: off the event loop, so the
+    # gateway's open streams do not stall meanwhile.
+    summary = await asyncio.to_thread(
+        finish, run, runner.records, meta, "done", client_lag=runner.lag.summary()
+    )
+    return result(run, summary, "done")
 
 
 async def _heartbeat(run: RunDir, runner: Runner) -> None:

@@ -94,10 +94,13 @@ def _label(messages: tuple[dict[str, Any], ...]) -> str:
 
 
 def _csv(text: str) -> list[Prompt]:
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-        raise PromptFileError("a CSV prompt file needs a header row with a `prompt` column")
-    return [_user(row["prompt"].strip()) for row in reader if (row.get("prompt") or "").strip()]
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # CR, LF and CRLF rows alike
+    try:
+        if reader.fieldnames is None or "prompt" not in reader.fieldnames:
+            raise PromptFileError("a CSV prompt file needs a header row with a `prompt` column")
+        return [_user(row["prompt"].strip()) for row in reader if (row.get("prompt") or "").strip()]
+    except csv.Error as exc:
+        raise PromptFileError(f"the CSV is malformed (line {reader.line_num}: {exc})") from exc
 
 
 def load_prompts(name: str, data: bytes, *, max_bytes: int, max_prompts: int) -> PromptFile:

@@ -25,7 +25,7 @@ from llm_gateway.bench.runner import BenchConfig
 from llm_gateway.bench.store import RunDir, RunStore
 from llm_gateway.config import Settings
 from llm_gateway.errors import GatewayError
-from llm_gateway.runtime import build_client, open_runtime
+from llm_gateway.runtime import build_client, display_url, open_runtime
 
 EXIT_INTERRUPTED = 130
 
@@ -107,7 +107,7 @@ async def _run(
         if base_url is not None:
             client = build_client(settings, base_url=base_url, api_key=api_key or "none")
             stack.push_async_callback(client.aclose)
-            upstream = pipeline.Upstream(base_url.rstrip("/"), "custom")
+            upstream = pipeline.Upstream(display_url(base_url.rstrip("/")), "custom")
         else:
             runtime = await stack.enter_async_context(open_runtime(settings))
             client = runtime.client

@@ -27,6 +27,17 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stream: bool = Field(default=False, description="Same as `?stream=true`.")
 
+    @field_validator("prompt", "model", "system", "stop")
+    @classmethod
+    def _encodable(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # JSON allows lone UTF-16 surrogates ("\ud800"); UTF-8, and so the upstream, does not.
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError("contains an unpaired surrogate; send valid Unicode text") from exc
+        return value
+
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:

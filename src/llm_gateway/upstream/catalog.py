@@ -63,13 +63,14 @@ def _number(value: Decimal | None) -> float | int | None:
 
 def _price(pricing: Any, key: str) -> Decimal | None:
     """Per-token decimal string -> per-million Decimal. Missing means 0; negative (router
-    pseudo-models such as openrouter/auto use "-1") means dynamic, reported as None."""
+    pseudo-models such as openrouter/auto use "-1") means dynamic, reported as None, and so
+    does anything that is not a finite number."""
     raw = pricing.get(key, "0") if isinstance(pricing, dict) else "0"
     try:
         per_token = Decimal(str(raw))
     except InvalidOperation:
         return None
-    if per_token < 0:
+    if not per_token.is_finite() or per_token < 0:
         return None
     return per_token * _MILLION
 

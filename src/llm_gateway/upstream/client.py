@@ -200,7 +200,10 @@ class UpstreamClient(BaseClient):
         if error is not None:
             error.attempts = attempts
             raise error
-        generation_id = headers.get("X-Generation-Id") or data.get("id")
+        body_id = data.get("id")
+        generation_id = headers.get("X-Generation-Id") or (
+            body_id if isinstance(body_id, str) else None
+        )
         return Reply(data, raw, attempts, generation_id, started, finished)
 
     async def stream(self, payload: dict[str, Any]) -> ChatStream:

@@ -44,6 +44,12 @@ class Completion:
     usage: Usage | None
     provider: str | None = None
     reasoning: str | None = None
+    tool_calls: bool = False  # the answer called tools (its content may be empty)
+
+
+def _str(value: Any) -> str | None:
+    """Strings from the upstream as they are; anything else (a number id, ...) as text."""
+    return value if isinstance(value, str) or value is None else str(value)
 
 
 def _int(value: Any) -> int:
@@ -66,13 +72,14 @@ def parse_completion(data: dict[str, Any]) -> Completion:
     content = message.get("content") if isinstance(message, dict) else None
     reasoning = message.get("reasoning") if isinstance(message, dict) else None
     return Completion(
-        id=data.get("id"),
-        model=data.get("model"),
+        id=_str(data.get("id")),
+        model=_str(data.get("model")),
         text=content if isinstance(content, str) else "",
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=_str(choice.get("finish_reason")),
         usage=Usage.parse(data.get("usage")),
-        provider=data.get("provider"),
+        provider=_str(data.get("provider")),
         reasoning=reasoning if isinstance(reasoning, str) else None,
+        tool_calls=isinstance(message, dict) and bool(message.get("tool_calls")),
     )
 
 
@@ -86,14 +93,15 @@ class StreamAccumulator:
     finish_reason: str | None = None
     usage: Usage | None = None
     content_chunks: int = 0
+    tool_calls: bool = False
     _text: list[str] = field(default_factory=list)
     _reasoning: list[str] = field(default_factory=list)
 
     def feed(self, chunk: dict[str, Any]) -> tuple[str, str]:
         """Take one chunk; return its (content, reasoning) pieces, either possibly empty."""
-        self.id = self.id or chunk.get("id")
-        self.model = self.model or chunk.get("model")
-        self.provider = self.provider or chunk.get("provider")
+        self.id = self.id or _str(chunk.get("id"))
+        self.model = self.model or _str(chunk.get("model"))
+        self.provider = self.provider or _str(chunk.get("provider"))
         usage = Usage.parse(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
@@ -101,10 +109,12 @@ class StreamAccumulator:
         if choice is None:
             return "", ""
         # Keep the first finish_reason: the usage chunk after it carries a dummy null one.
-        self.finish_reason = self.finish_reason or choice.get("finish_reason")
+        self.finish_reason = self.finish_reason or _str(choice.get("finish_reason"))
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             return "", ""
+        if delta.get("tool_calls"):
+            self.tool_calls = True
         content = delta.get("content")
         reasoning = delta.get("reasoning")
         content = content if isinstance(content, str) else ""
@@ -125,4 +135,5 @@ class StreamAccumulator:
             usage=self.usage,
             provider=self.provider,
             reasoning="".join(self._reasoning) or None,
+            tool_calls=self.tool_calls,
         )

@@ -8,6 +8,7 @@ OpenRouter error bodies look like `{"error": {"message", "code", "metadata"}, "u
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -23,6 +24,8 @@ from llm_gateway.errors import (
 )
 
 _MAX_MESSAGE = 500
+# Longer waits than a day are not waits but garbage (or an attempt to make us sleep forever).
+_MAX_WAIT_S = 86_400.0
 
 
 def decode_json(body: bytes) -> Any:
@@ -77,10 +80,10 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     value = lowered.get("retry-after")
     if value:
         try:
-            return max(0.0, float(value))
+            return _bounded(float(value))
         except ValueError:
             try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+                return _bounded(parsedate_to_datetime(value).timestamp() - now)
             except (TypeError, ValueError):
                 pass
     reset = lowered.get("x-ratelimit-reset")
@@ -92,8 +95,14 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
         # Epoch seconds would be ~1.7e9, milliseconds ~1.7e12: accept both.
         if stamp > 1e11:
             stamp /= 1000.0
-        return max(0.0, stamp - now)
+        return _bounded(stamp - now)
     return None
+
+
+def _bounded(seconds: float) -> float | None:
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), _MAX_WAIT_S)
 
 
 def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
