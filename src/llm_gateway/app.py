@@ -65,6 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # Our error shape, not FastAPI's default `{"detail": [...]}`, is what 422s carry.
         responses={422: {"model": ErrorResponse, "description": "The request is invalid"}},
+        # FastAPI's built-in OpenTelemetry hooks looked up the global tracer provider on every
+        # request (~17% of the CPU time of a proxied call in the profile) even with nothing
+        # configured; the gateway has its own Prometheus metrics and access log.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.metrics = metrics
     # Added innermost first: access log -> metrics -> CORS -> auth -> body limit -> routes.

@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import logging.handlers
+import os
 import queue
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,12 @@ def _stop_listener() -> None:
 atexit.register(_stop_listener)
 
 
+# Request ids need to be unique, not secret: a random per-process prefix and a counter cost
+# nothing per request, where uuid4() is a getrandom() system call each time.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -135,7 +142,7 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.match(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 class AccessLogMiddleware:
