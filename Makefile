@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format emulator clean
+.PHONY: install run test lint format emulator clean perf
 
 install: $(STAMP)
 
@@ -37,3 +37,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The performance harness (benchmarks/perf/README.md): `make perf`, `make perf PEER=litellm`,
+# extra flags through PERF_ARGS (e.g. PERF_ARGS=--profile or PERF_ARGS=--quick).
+perf: $(STAMP)
+	$(BIN)/python benchmarks/perf/run.py $(if $(PEER),--peer $(PEER)) $(PERF_ARGS)

@@ -1,0 +1,282 @@
+"""The processes the harness starts, and what it reads about them from /proc.
+
+Every server is its own process on a loopback port, started in its own session so that the
+harness (and only the harness) can stop it and anything it spawned by its process-group id.
+On Linux each child also gets SIGTERM if the harness dies without cleaning up (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+HOST = "127.0.0.1"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: a harness killed with SIGKILL leaves no servers.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def http_status(port: int, path: str, headers: dict[str, str] | None = None) -> int | None:
+    """Status of one GET on loopback, or None when nothing answers yet."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    startup_s: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class StartError(RuntimeError):
+    """A server did not come up; the message names it and points at its log."""
+
+
+@dataclass
+class Stack:
+    """Starts servers and always stops them (use as a context manager)."""
+
+    log_dir: Path
+    services: list[Service] = field(default_factory=list)
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        port: int,
+        health_path: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 30.0,
+        health_headers: dict[str, str] | None = None,
+    ) -> Service:
+        """Start a server and wait for its first 200 on `health_path`; `startup_s` is the time
+        from just before the process is spawned to that 200 (polled every 10 ms)."""
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        service = Service(name, proc, port, log)
+        self.services.append(service)
+        deadline = started + timeout
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise StartError(f"{name} exited with code {proc.returncode}; see {log}")
+            if http_status(port, health_path, health_headers) == 200:
+                service.startup_s = time.perf_counter() - started
+                return service
+            time.sleep(0.01)
+        raise StartError(f"{name} did not answer 200 on {health_path} within {timeout:g}s; {log}")
+
+    def spawn_helper(self, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+        """A short-lived helper (load generator, profiler) that is killed on the way out."""
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        self.helpers.append(proc)
+        return proc
+
+    def stop(self, service: Service) -> None:
+        _terminate(service.proc, group=True)
+        if service in self.services:
+            self.services.remove(service)
+
+    def stop_all(self) -> None:
+        for proc in self.helpers:
+            _terminate(proc, group=False)
+        self.helpers.clear()
+        for service in reversed(self.services):
+            _terminate(service.proc, group=True)
+        self.services.clear()
+
+
+def _terminate(proc: subprocess.Popen[bytes], *, group: bool) -> None:
+    """SIGTERM, up to 10 s for a graceful exit, then SIGKILL: by this process's own id (or the
+    process group it leads, which holds only what it spawned)."""
+    if proc.poll() is not None:
+        return
+
+    def signal_it(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+
+    signal_it(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        signal_it(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of one process in MB (10^6 bytes), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        return None
+    return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses; the fields start after the last ")".
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _all_parents() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) is not None:
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def descendants(root: int) -> list[int]:
+    parents = _all_parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: list[int] = []
+    stack = list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """RSS of a process plus everything it spawned (LiteLLM may start helpers)."""
+    own = rss_mb(pid)
+    if own is None:
+        return None
+    return own + sum(rss_mb(child) or 0.0 for child in descendants(pid))
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU time used by the whole machine and by this harness's process tree, in seconds."""
+
+    wall: float
+    machine_busy: float
+    ours: float
+
+
+def cpu_sample() -> CpuSample:
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal. Busy = user + nice + system + steal:
+    # interrupt time is left out because under load it is mostly our own loopback traffic,
+    # which the kernel does not charge to any process; steal (another VM on the host) stays in.
+    busy = values[0] + values[1] + values[2] + values[7]
+    me = os.getpid()
+    ours = 0
+    own = _stat_fields(me)
+    if own is not None:
+        # utime + stime + cutime + cstime: children already reaped (wrk runs, generators) are in
+        # the c* fields, so a process that ended between two samples is still counted.
+        ours += sum(int(v) for v in own[11:15])
+    for pid in descendants(me):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ours += sum(int(v) for v in fields[11:15])
+    return CpuSample(time.monotonic(), busy / _CLK_TCK, ours / _CLK_TCK)
+
+
+def foreign_cores(before: CpuSample, after: CpuSample) -> float:
+    """Average number of cores used by processes that are not ours between two samples: the
+    other work on the machine that perturbs a measurement."""
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return 0.0
+    foreign = (after.machine_busy - before.machine_busy) - (after.ours - before.ours)
+    return max(0.0, foreign / wall)
+
+
+@contextlib.contextmanager
+def measured_noise(into: dict[str, object]) -> Iterator[None]:
+    """Record into `into["foreign_cores"]` how busy the rest of the machine was meanwhile."""
+    before = cpu_sample()
+    try:
+        yield
+    finally:
+        into["foreign_cores"] = round(foreign_cores(before, cpu_sample()), 3)
