@@ -22,7 +22,7 @@ from tests.servers import serve
 CLI = str(Path(sys.executable).with_name("llm-gateway"))
 
 # A key shaped like a real one, so tests can prove it never leaks into logs or answers.
-TEST_KEY = "sk-or-v1-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+TEST_KEY = "test-upstream-key-not-a-real-one-7f3a9c2e5b1d4086"
 
 
 @pytest.fixture(scope="session")

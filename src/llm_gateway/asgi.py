@@ -17,8 +17,7 @@ async def send_error(
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     """Send `error` as a complete JSON response, in OpenAI's shape under `/v1/`."""
-    data = error.to_openai_body() if path.startswith("/v1/") else error.to_body(request_id)
-    body = orjson.dumps(data)
+    body = orjson.dumps(error.body_for(path, request_id))
     await send(
         {
             "type": "http.response.start",

@@ -71,6 +71,10 @@ class GatewayError(Exception):
             }
         }
 
+    def body_for(self, path: str, request_id: str | None) -> dict[str, Any]:
+        """The shape a client of `path` expects: OpenAI's under `/v1/`, ours elsewhere."""
+        return self.to_openai_body() if path.startswith("/v1/") else self.to_body(request_id)
+
     def to_openai_body(self) -> dict[str, Any]:
         """The same error in OpenAI's shape, for the OpenAI-compatible `/v1` routes."""
         kind = _OPENAI_TYPES.get(

@@ -231,12 +231,12 @@ class AccessLogMiddleware:
 
 
 def _log_access(scope: Scope, ctx: RequestContext, status: int, seconds: float) -> None:
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
     endpoint: Any = scope.get("endpoint")
     handler = getattr(endpoint, "__name__", "-")
     query = scope.get("query_string", b"")
     target = scope["path"] + ("?" + query.decode("latin-1")[:200] if query else "")
-    if not access_logger.isEnabledFor(logging.INFO):
-        return
     # makeRecord + handle, not .info(): the caller's file and line are always this function,
     # so the stack walk .info() does to find them is pure cost on every request.
     access_logger.handle(

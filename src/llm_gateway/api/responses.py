@@ -23,14 +23,8 @@ def json_response(
     )
 
 
-OPENAI_PREFIX = "/v1/"
-
-
 def error_response(error: GatewayError, *, path: str = "") -> Response:
     """The error answer: OpenAI's shape under `/v1/`, the gateway's own shape elsewhere."""
     ctx = request_context()
-    if path.startswith(OPENAI_PREFIX):
-        body = error.to_openai_body()
-    else:
-        body = error.to_body(ctx.request_id if ctx else None)
+    body = error.body_for(path, ctx.request_id if ctx else None)
     return json_response(body, status=error.status, headers=error.headers())

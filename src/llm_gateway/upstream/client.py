@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +114,7 @@ class BaseClient:
 
     async def _request_json(
         self, method: str, path: str, *, payload: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], bytes, dict[str, str]]:
+    ) -> tuple[dict[str, Any], bytes, Mapping[str, str]]:
         """One request, read whole within the total timeout; non-2xx raises the mapped error."""
         data = orjson.dumps(payload) if payload is not None else None
         with _translate_errors(f"{method} {path}", self.timeouts.total):
@@ -125,7 +125,9 @@ class BaseClient:
                 ) as response,
             ):
                 body = await response.read()
-                headers = dict(response.headers)
+                # aiohttp's own (case-insensitive) mapping: OpenAI-compatible servers spell
+                # header names in any case, and copying them costs on every call.
+                headers = response.headers
                 status = response.status
         if status >= 300:
             raise error_from_response(status, body, headers)
@@ -151,7 +153,7 @@ class BaseClient:
                     )
                 if response.status >= 300:
                     body = await response.read()
-                    raise error_from_response(response.status, body, dict(response.headers))
+                    raise error_from_response(response.status, body, response.headers)
                 content_type = response.headers.get("Content-Type", "")
                 if not content_type.startswith("text/event-stream"):
                     # Some upstreams answer a stream request with a plain JSON error and a 200.
@@ -189,7 +191,7 @@ class UpstreamClient(BaseClient):
 
         started = 0
 
-        async def send() -> tuple[dict[str, Any], bytes, dict[str, str]]:
+        async def send() -> tuple[dict[str, Any], bytes, Mapping[str, str]]:
             nonlocal started
             started = time.perf_counter_ns()
             return await self._request_json("POST", "/chat/completions", payload=payload)
