@@ -5,20 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from llm_gateway import __version__
 from llm_gateway.api import benchmarks, generate, health, models, openai
-from llm_gateway.api.responses import error_response
+from llm_gateway.api.direct import DirectRoutes, Handler
+from llm_gateway.api.error_handlers import (
+    gateway_error_response,
+    http_error_response,
+    invalid_request,
+)
 from llm_gateway.config import Settings
-from llm_gateway.context import record_attempts
-from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from llm_gateway.errors import GatewayError
 from llm_gateway.limits import BodyLimitMiddleware
 from llm_gateway.logging import AccessLogMiddleware, configure_logging
 from llm_gateway.metrics import GatewayMetrics, MetricsMiddleware
@@ -27,9 +31,6 @@ from llm_gateway.schemas.errors import ErrorResponse
 from llm_gateway.security import InboundAuthMiddleware
 
 logger = logging.getLogger("llm_gateway")
-error_logger = logging.getLogger("llm_gateway.errors")
-
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,7 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.metrics = metrics
-    # Added innermost first: access log -> metrics -> CORS -> auth -> body limit -> routes.
+    for module in (health, models, generate, benchmarks, openai):
+        app.include_router(module.router)
+    # Added innermost first:
+    # access log -> metrics -> CORS -> auth -> body limit -> direct routes -> FastAPI's routes.
+    app.add_middleware(DirectRoutes, routes=_direct_routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if inbound:
         app.add_middleware(InboundAuthMiddleware, keys=inbound)
@@ -91,9 +96,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    for module in (health, models, generate, benchmarks, openai):
-        app.include_router(module.router)
     return app
+
+
+# The hot paths, served without FastAPI's per-request machinery (see api/direct.py).
+_DIRECT: dict[str, Handler] = {
+    "/v1/chat/completions": openai.serve_chat,
+    "/generate": generate.serve_generate,
+}
+
+
+def _direct_routes() -> dict[str, tuple[APIRoute, Handler]]:
+    routes = {
+        route.path: (route, _DIRECT[route.path])
+        for route in [*generate.router.routes, *openai.router.routes]
+        if isinstance(route, APIRoute) and route.path in _DIRECT and "POST" in (route.methods or ())
+    }
+    assert routes.keys() == _DIRECT.keys(), "a direct route lost its FastAPI route"
+    return routes
 
 
 def _emulator_banner(url: str) -> None:
@@ -112,70 +132,15 @@ def _emulator_banner(url: str) -> None:
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    if exc.attempts:
-        record_attempts(exc.attempts)
-    if isinstance(exc, UpstreamError):
-        # Not our fault: logged without a traceback.
-        error_logger.error(
-            "upstream error on %s %s: %s %s (upstream status %s, %d attempt%s): %s",
-            request.method,
-            request.url.path,
-            exc.status,
-            exc.code,
-            exc.upstream_status,
-            exc.attempts,
-            "" if exc.attempts == 1 else "s",
-            exc.message,
-        )
-    response = error_response(exc, path=request.url.path)
-    if exc.attempts:
-        response.headers["X-Upstream-Attempts"] = str(exc.attempts)
-    return response
-
-
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{where}: {message}"
+    return gateway_error_response(exc, method=request.method, path=request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in errors):
-        detail = errors[0].get("ctx", {}).get("error", "")
-        return error_response(
-            InvalidRequest(
-                f"The request body is not valid JSON ({detail}).", status=400, code="invalid_json"
-            ),
-            path=request.url.path,
-        )
-    whole_body = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
-    if whole_body:
-        if isinstance(whole_body[0].get("input"), bytes | str):
-            message = "Send the request body as JSON with `Content-Type: application/json`."
-        elif whole_body[0].get("type") == "missing":
-            message = 'The request needs a JSON body, e.g. {"prompt": "...", "model": "..."}.'
-        else:
-            message = "The request body must be a JSON object."
-        return error_response(
-            InvalidRequest(message, status=400, code="invalid_json"), path=request.url.path
-        )
-    return error_response(
-        InvalidRequest("Invalid request: " + "; ".join(map(_describe, errors))),
-        path=request.url.path,
-    )
+    error = invalid_request(exc.errors())
+    return gateway_error_response(error, method=request.method, path=request.url.path)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = str(exc.detail)
-    if exc.status_code == 404:
-        message = f"No route {request.method} {request.url.path}; see /docs for the API."
-    response = error_response(
-        GatewayError(message, status=exc.status_code, code=code), path=request.url.path
-    )
-    for name, value in (exc.headers or {}).items():
-        response.headers[name] = value
-    return response
+    return http_error_response(exc, method=request.method, path=request.url.path)

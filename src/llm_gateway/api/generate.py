@@ -8,13 +8,16 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
+from starlette.types import Scope
 
 from llm_gateway.api.deps import RuntimeDep
+from llm_gateway.api.direct import parse_body, query_flag
 from llm_gateway.api.responses import json_response
 from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, guard_stream, sse_event
 from llm_gateway.context import record_attempts, request_context
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.generation import Delta, Done, Waiting, build_payload, generate, relay
+from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
 from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse
 from llm_gateway.upstream.stream import ChatStream
@@ -55,6 +58,17 @@ async def generate_text(
     stream: bool = Query(default=False, description="Answer as Server-Sent Events."),
 ) -> Response:
     """Send `prompt` to `model`; answer with the text, token usage and latency."""
+    return await answer(runtime, body, stream=stream)
+
+
+async def serve_generate(runtime: Runtime, raw: bytes, scope: Scope) -> Response:
+    """The same route for `api/direct.py`: the body and `?stream` parsed and checked here."""
+    body = parse_body(GenerateRequest, raw, scope)
+    return await answer(runtime, body, stream=query_flag(scope, "stream"))
+
+
+async def answer(runtime: Runtime, body: GenerateRequest, *, stream: bool) -> Response:
+    """The answer to a valid request: JSON, or a stream with `?stream=true` or `"stream": true`."""
     started = time.perf_counter()
     settings = runtime.settings
     max_tokens = body.max_tokens or settings.max_tokens_default

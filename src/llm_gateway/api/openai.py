@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
@@ -20,6 +21,7 @@ from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, guard_
 from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError
 from llm_gateway.passthrough import check_chat_request
+from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -105,9 +107,14 @@ def _vendor(model_id: str) -> str:
 )
 async def chat_completions(request: Request, runtime: RuntimeDep) -> Response:
     """OpenAI Chat Completions, passed through to the upstream (OpenRouter extras included)."""
+    return await serve_chat(runtime, await request.body(), request.scope)
+
+
+async def serve_chat(runtime: Runtime, raw: bytes, _scope: Scope) -> Response:
+    """The route's work, for FastAPI's route above and for `api/direct.py`."""
     settings = runtime.settings
     payload = check_chat_request(
-        await request.body(),
+        raw,
         max_tokens_limit=settings.max_tokens_limit,
         max_prompt_chars=settings.max_prompt_chars,
     )
