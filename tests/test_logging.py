@@ -11,7 +11,7 @@ import pytest
 
 from llm_gateway import generation
 from llm_gateway.emulator import Emulator
-from llm_gateway.logging import RedactFilter
+from llm_gateway.logging import RedactFilter, _RotatingFile
 from tests.conftest import TEST_KEY, GatewayFactory, read_log
 
 pytestmark = pytest.mark.anyio
@@ -121,3 +121,19 @@ def test_redaction_covers_bearer_tokens_and_tracebacks() -> None:
     assert redact.filter(record)
     assert record.msg == "key=*** auth=Bearer ***"
     assert record.exc_text is not None and "s3cret" not in record.exc_text
+
+
+def test_the_log_file_rolls_over_and_keeps_every_line(tmp_path: Path) -> None:
+    path = tmp_path / "server_logs.txt"
+    log = _RotatingFile(path, max_bytes=100, backups=2)
+    written = [f"line {i:02d} " + "x" * 20 + "\n" for i in range(12)]
+    for line in written:
+        log.write(line)
+    log.close()
+    files = [path.with_name(f"{path.name}.2"), path.with_name(f"{path.name}.1"), path]
+    assert not path.with_name(f"{path.name}.3").exists()  # only `backups` are kept
+    kept = "".join(f.read_text() for f in files)
+    assert all(f.stat().st_size <= 100 for f in files)
+    # Oldest lines rolled off the end; the rest are all there, in order.
+    assert written[-len(kept.splitlines()) :] == kept.splitlines(keepends=True)
+    assert len(kept.splitlines()) >= 8

@@ -56,6 +56,7 @@ async def test_metrics_count_requests_retries_cache_and_streams(
         await client.get("/models")
         await client.get("/models")
         await client.get("/benchmarks/20261127T000000Z-abcdef")
+        await client.request("PROPFIND", "/generate")  # not a method of ours: no new label
         stream_body = {**BODY, "model": "emulator/steady", "max_tokens": 40}
         async with client.stream("POST", "/generate?stream=true", json=stream_body) as stream:
             async for line in stream.aiter_lines():
@@ -80,6 +81,13 @@ async def test_metrics_count_requests_retries_cache_and_streams(
         )
         == 1
     )
+    assert (
+        _sample(
+            text, "llm_gateway_requests_total", method="OTHER", route="/generate", status="405"
+        )
+        == 1
+    )
+    assert "PROPFIND" not in text
     count = "llm_gateway_request_duration_seconds_count"
     assert _sample(text, count, method="GET", route="/models") == 2
     attempts = "llm_gateway_upstream_attempts_total"

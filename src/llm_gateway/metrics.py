@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -22,6 +23,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._per_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         r = self.registry
         self.requests = Counter(
             "llm_gateway_requests",
@@ -63,6 +65,23 @@ class GatewayMetrics:
             ["state"],
             registry=r,
         )
+
+    def on_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # The method is whatever the client sent; only the standard ones become labels.
+        method = method if method in _METHODS else "OTHER"
+        key = (method, route, status)
+        instruments = self._per_request.get(key)
+        if instruments is None:
+            # `labels()` takes a lock and builds its key on every call; the set of
+            # (method, route template, status) is small and fixed, so look each up once.
+            instruments = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route),
+            )
+            self._per_request[key] = instruments
+        count, duration = instruments
+        count.inc()
+        duration.observe(seconds)
 
     def on_attempt(self, endpoint: str, outcome: str) -> None:
         self.upstream_attempts.labels(endpoint, outcome).inc()
@@ -112,6 +131,4 @@ class MetricsMiddleware:
             if streaming:
                 self.metrics.open_streams.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.duration.labels(method, route).observe(time.perf_counter() - started)
+            self.metrics.on_request(scope["method"], route, status, time.perf_counter() - started)

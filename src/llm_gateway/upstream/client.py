@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,19 +54,33 @@ class Reply:
     finished_ns: int
 
 
-@contextmanager
-def _translate_errors(what: str, timeout: float) -> Iterator[None]:
-    """Map transport failures to gateway errors at the boundary (always `from exc`)."""
-    try:
-        yield
-    except UpstreamError:
-        raise
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"The upstream did not answer {what} within {timeout:g}s") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnreachable(f"Cannot connect to the upstream: {exc.os_error}") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamUnreachable(f"The upstream connection failed: {exc}") from exc
+class _TranslateErrors:
+    """Maps transport failures to gateway errors at the boundary (always `from exc`).
+
+    A class rather than `@contextmanager`: it wraps every upstream call, and the generator
+    machinery was ~6% of a proxied call's CPU in the profile.
+    """
+
+    __slots__ = ("timeout", "what")
+
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what = what
+        self.timeout = timeout
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if exc is None or isinstance(exc, UpstreamError):
+            return
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout(
+                f"The upstream did not answer {self.what} within {self.timeout:g}s"
+            ) from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise UpstreamUnreachable(f"Cannot connect to the upstream: {exc.os_error}") from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise UpstreamUnreachable(f"The upstream connection failed: {exc}") from exc
 
 
 class BaseClient:
@@ -117,7 +130,7 @@ class BaseClient:
     ) -> tuple[dict[str, Any], bytes, Mapping[str, str]]:
         """One request, read whole within the total timeout; non-2xx raises the mapped error."""
         data = orjson.dumps(payload) if payload is not None else None
-        with _translate_errors(f"{method} {path}", self.timeouts.total):
+        with _TranslateErrors(f"{method} {path}", self.timeouts.total):
             async with (
                 asyncio.timeout(self.timeouts.total),
                 self.session.request(
@@ -142,7 +155,7 @@ class BaseClient:
         """Send a streaming request, check its status, and pre-read up to the first chunk."""
         started = time.perf_counter_ns()
         response: aiohttp.ClientResponse | None = None
-        with _translate_errors(f"POST {path}", self.timeouts.first_byte):
+        with _TranslateErrors(f"POST {path}", self.timeouts.first_byte):
             try:
                 async with asyncio.timeout(self.timeouts.first_byte):
                     response = await self.session.post(
