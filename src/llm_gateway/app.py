@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"required ({len(inbound)})" if inbound else "not required",
                 log_path,
             )
+            # Everything built so far (FastAPI, pydantic, the OpenAPI schema, aiohttp) lives as
+            # long as the process. Left to the collector, each full collection walked all of it
+            # (~30 ms, the gateway's p99 under load); frozen, a full collection walks only what
+            # requests created.
+            gc.collect()
+            gc.freeze()
             yield
 
     app = FastAPI(
