@@ -64,10 +64,15 @@ async def guard_stream(
 class EventStreamResponse(StreamingResponse):
     """`text/event-stream` with the headers that stop proxies from buffering it.
 
-    Each frame goes out as its own ASGI message (uvicorn writes it at once). Starlette cancels
-    the body iterator when the client disconnects; `on_close` (closing the upstream stream,
-    which cuts its connection if unfinished) runs however the response ends, even when the
-    client left before the first frame and the iterator never started.
+    Each frame goes out as its own ASGI message (uvicorn writes it at once). A client that
+    disconnects cancels the streaming; `on_close` (closing the upstream stream, which cuts its
+    connection if unfinished) runs however the response ends, even when the client left before
+    the first frame.
+
+    Starlette's own `__call__` streams from a second task in an anyio task group, listening for
+    the disconnect in the first; the frames here are sent from the request's own task and one
+    small watcher task cancels it if the client goes, which saves a task hand-off before the
+    first frame (time to first token) and the task group's set-up on every stream.
     """
 
     media_type = "text/event-stream"
@@ -86,7 +91,31 @@ class EventStreamResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        streaming = True
+        client_left = False
+
+        def cancel_if_client_left(watcher: asyncio.Future[None]) -> None:
+            nonlocal client_left
+            if streaming and not watcher.cancelled():
+                client_left = True
+                task.cancel()
+
+        watcher = asyncio.ensure_future(_disconnect(receive))
+        watcher.add_done_callback(cancel_if_client_left)
         try:
-            await super().__call__(scope, receive, send)
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            # Our own cancel ends the response quietly; anyone else's goes on up.
+            if not client_left or task.uncancel() > 0:
+                raise
         finally:
+            streaming = False  # from here on a late disconnect cancels nothing
+            watcher.cancel()
             await self._on_close()
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
