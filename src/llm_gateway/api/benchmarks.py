@@ -13,7 +13,7 @@ from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
-from llm_gateway.bench.store import REPORT, RESULTS_CSV, RunDir
+from llm_gateway.bench.store import ACTIVE, REPORT, RESULTS_CSV, RunDir
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
@@ -192,8 +192,10 @@ async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
     """A run's status and progress, and its statistics once it has finished."""
     run = _run(runtime, run_id)
     status = run.status()
-    summary = run.summary()
     state = status.get("status", "unknown")
+    # The summary is written before the report and the final status: until the status says
+    # the run has ended, it is not the run's last word.
+    summary = None if state in ACTIVE else run.summary()
     return json_response(
         {
             "id": run.id,
