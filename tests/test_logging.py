@@ -107,6 +107,16 @@ async def test_the_key_never_reaches_logs_or_answers(
     assert "Bearer ***" in text
 
 
+async def test_a_key_in_the_request_target_is_redacted_in_the_access_line(
+    gateway: str, log_file: Path
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        await client.get("/models", params={"api_key": TEST_KEY})
+    [line] = _lines(log_file, "GET /models?")
+    assert TEST_KEY not in line
+    assert "GET /models?api_key=*** handler=list_models status=200" in line
+
+
 def test_redaction_covers_bearer_tokens_and_tracebacks() -> None:
     redact = RedactFilter(["s3cret"])
     record = logging.LogRecord(
