@@ -82,9 +82,7 @@ async def test_metrics_count_requests_retries_cache_and_streams(
         == 1
     )
     assert (
-        _sample(
-            text, "llm_gateway_requests_total", method="OTHER", route="/generate", status="405"
-        )
+        _sample(text, "llm_gateway_requests_total", method="OTHER", route="/generate", status="405")
         == 1
     )
     assert "PROPFIND" not in text
