@@ -7,12 +7,10 @@ line. It reaches into the app after it is built (the middleware list, the retry 
 may need updating when those internals change; it never changes a file.
 
 Switches (joined with `+`): `accesslog` (GATEWAY_LOG_LEVEL=WARNING, set by the driver: the
-access log's records are INFO), `metrics`, `bodylimit`, `accessmw` (the access-log middleware
-itself), `retry` (call the upstream once, without the tenacity loop), `telemetry` (FastAPI's
-native OpenTelemetry check), `framework` (non-streaming `POST /v1/chat/completions` answered by
-a raw ASGI handler in front of FastAPI that does what the route does: the same body check, the
-same `UpstreamClient.complete`, the upstream's bytes back; no middleware, routing or dependency
-injection).
+access line is INFO), `metrics`, `bodylimit`, `accessmw` (the access-log middleware itself),
+`direct` (no `DirectRoutes`: the hot routes go through FastAPI's routing, dependencies and
+exception middleware, as they did before `api/direct.py`), `retry` (call the upstream once,
+without the tenacity loop), `telemetry` (FastAPI's native OpenTelemetry check).
 """
 
 from __future__ import annotations
@@ -29,46 +27,9 @@ _MIDDLEWARE = {
     "metrics": "MetricsMiddleware",
     "bodylimit": "BodyLimitMiddleware",
     "accessmw": "AccessLogMiddleware",
+    "direct": "DirectRoutes",
 }
-SWITCHES = ("accesslog", *_MIDDLEWARE, "retry", "telemetry", "framework")
-
-
-class RawChat:
-    """Non-streaming chat completions without FastAPI; everything else goes to the app."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if not (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] == "/v1/chat/completions"
-        ):
-            await self.app(scope, receive, send)
-            return
-        from llm_gateway.passthrough import check_chat_request
-
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        runtime = self.app.state.runtime
-        settings = runtime.settings
-        payload = check_chat_request(
-            b"".join(chunks),
-            max_tokens_limit=settings.max_tokens_limit,
-            max_prompt_chars=settings.max_prompt_chars,
-        )
-        if payload.get("stream") is True:
-            raise RuntimeError("the `framework` switch covers non-streaming requests only")
-        reply = await runtime.client.complete(payload)
-        length = b"%d" % len(reply.raw)
-        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.raw})
+SWITCHES = ("accesslog", *_MIDDLEWARE, "retry", "telemetry")
 
 
 async def _call_once(self: Any, fn: Callable[[], Awaitable[T]], *, what: str) -> tuple[T, int]:
@@ -90,7 +51,7 @@ def build(switches: set[str]) -> Any:
     app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ not in drop]  # type: ignore[attr-defined]
     if "telemetry" in switches:
         app._native_telemetry.enabled = lambda: False  # type: ignore[method-assign]
-    return RawChat(app) if "framework" in switches else app
+    return app
 
 
 def main() -> None:
