@@ -10,8 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llm_gateway.app import create_app
 from llm_gateway.security import is_loopback, key_matches
-from tests.conftest import CLI, GatewayFactory, read_log
+from tests.conftest import CLI, GatewayFactory, gateway_settings, read_log
+from tests.servers import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -122,3 +124,17 @@ def test_a_public_address_is_served_with_keys_or_explicit_consent(
     cli_env: dict[str, str], extra: dict[str, str]
 ) -> None:
     assert _serve_public({**cli_env, **extra}) == 200
+
+
+async def test_behind_a_path_prefix_probes_stay_public_and_v1_keeps_its_shape(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    settings = gateway_settings(emulator_url, tmp_path / "logs", api_keys="client-key-one")
+    # A proxy serves the gateway at /api and strips the prefix; uvicorn's --root-path.
+    with serve(create_app(settings), root_path="/api") as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            health = await client.get("/health")
+            refused = await client.get("/v1/models")
+    assert health.status_code == 200
+    assert refused.status_code == 401
+    assert refused.json()["error"]["type"] == "authentication_error"

@@ -22,6 +22,7 @@ from llm_gateway.api.error_handlers import (
     http_error_response,
     invalid_request,
 )
+from llm_gateway.asgi import route_path
 from llm_gateway.config import Settings
 from llm_gateway.errors import GatewayError
 from llm_gateway.limits import BodyLimitMiddleware
@@ -139,15 +140,15 @@ def _emulator_banner(url: str) -> None:
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return gateway_error_response(exc, method=request.method, path=request.url.path)
+    return gateway_error_response(exc, method=request.method, path=route_path(request.scope))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     error = invalid_request(exc.errors())
-    return gateway_error_response(error, method=request.method, path=request.url.path)
+    return gateway_error_response(error, method=request.method, path=route_path(request.scope))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return http_error_response(exc, method=request.method, path=request.url.path)
+    return http_error_response(exc, method=request.method, path=route_path(request.scope))

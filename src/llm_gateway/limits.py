@@ -11,7 +11,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.asgi import send_error
+from llm_gateway.asgi import route_path, send_error
 from llm_gateway.context import request_context
 from llm_gateway.errors import GatewayError
 
@@ -41,7 +41,7 @@ class BodyLimitMiddleware:
             await send_error(
                 send,
                 PayloadTooLarge(self._message(f"is {declared} bytes")),
-                path=scope["path"],
+                path=route_path(scope),
                 request_id=ctx.request_id if ctx else None,
             )
             return

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.asgi import send_error
+from llm_gateway.asgi import route_path, send_error
 from llm_gateway.context import RequestContext, current_request
 from llm_gateway.errors import GatewayError
 
@@ -279,7 +279,9 @@ class AccessLogMiddleware:
                 error = GatewayError(
                     f"Internal error in the gateway; logged with request id {ctx.request_id}."
                 )
-                await send_error(send_with_id, error, path=scope["path"], request_id=ctx.request_id)
+                await send_error(
+                    send_with_id, error, path=route_path(scope), request_id=ctx.request_id
+                )
         finally:
             _log_access(scope, ctx, status, time.perf_counter() - started)
             current_request.reset(token)

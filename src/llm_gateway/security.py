@@ -13,7 +13,7 @@ import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_gateway.asgi import send_error
+from llm_gateway.asgi import route_path, send_error
 from llm_gateway.context import request_context
 from llm_gateway.errors import GatewayError
 
@@ -53,7 +53,11 @@ class InboundAuthMiddleware:
         self._keys = tuple(k.encode() for k in sorted(keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
+        if (
+            scope["type"] != "http"
+            or scope["method"] == "OPTIONS"
+            or route_path(scope) in PUBLIC_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         token = b""
@@ -75,7 +79,7 @@ async def _refuse(scope: Scope, send: Send, *, missing: bool) -> None:
     await send_error(
         send,
         Unauthorized(f"{reason}: send `Authorization: Bearer <key>` (a key of GATEWAY_API_KEYS)."),
-        path=scope["path"],
+        path=route_path(scope),
         request_id=ctx.request_id if ctx else None,
         headers=((b"www-authenticate", b"Bearer"),),
     )

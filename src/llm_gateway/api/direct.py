@@ -6,10 +6,11 @@ parameters and cookies parsed for routes that read neither), a request object an
 middleware layers: about half the CPU time of a proxied call (`benchmarks/perf/profile.md`).
 
 `DirectRoutes` is the innermost of the gateway's middleware, so the access log, metrics, CORS,
-inbound keys and the body limit apply as before. On an exact `POST` match it reads the body and
-calls the same function the FastAPI route calls, and renders errors with the same functions as
-the app's exception handlers. FastAPI keeps the routes: they make the OpenAPI docs, and they
-serve any request the exact match does not catch (behind a `root_path` prefix, say).
+inbound keys and the body limit apply as before. On a `POST` to one of its paths it reads the
+body and calls the same function the FastAPI route calls, and renders errors with the same
+functions as the app's exception handlers. FastAPI keeps the routes: they define the OpenAPI
+docs and answer other methods (405), and an app without `DirectRoutes` is served by them alone,
+which is how the tests hold both paths to the same answers and the perf what-if prices this.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from llm_gateway.api.error_handlers import (
     invalid_request,
     not_json,
 )
+from llm_gateway.asgi import route_path
 from llm_gateway.errors import GatewayError
 from llm_gateway.runtime import Runtime
 
@@ -52,7 +54,7 @@ class DirectRoutes:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        match = self.routes.get(route_path(scope)) if scope["type"] == "http" else None
         if match is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -60,7 +62,7 @@ class DirectRoutes:
         # What FastAPI's router would have set: the access log and metrics name the route.
         scope["route"] = route
         scope["endpoint"] = route.endpoint
-        path = scope["path"]
+        path = route_path(scope)
         try:
             raw = await _read_body(receive)
             response = await handler(scope["app"].state.runtime, raw, scope)
