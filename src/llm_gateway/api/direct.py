@@ -54,15 +54,15 @@ class DirectRoutes:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = self.routes.get(route_path(scope)) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "POST":
+        path = route_path(scope) if scope["type"] == "http" else ""
+        match = self.routes.get(path) if scope.get("method") == "POST" else None
+        if match is None:
             await self.app(scope, receive, send)
             return
         route, handler = match
         # What FastAPI's router would have set: the access log and metrics name the route.
         scope["route"] = route
         scope["endpoint"] = route.endpoint
-        path = route_path(scope)
         try:
             raw = await _read_body(receive)
             response = await handler(scope["app"].state.runtime, raw, scope)
