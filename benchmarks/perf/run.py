@@ -992,7 +992,8 @@ def setup_notes(args: argparse.Namespace, wrk: str | None) -> dict[str, Any]:
             "streams forwarded read by read), the gateway and LiteLLM. All share the machine's "
             "cores with the generator, as in the issue's measurements.",
             "Gateway: `llm-gateway serve` (uvicorn, one worker), GATEWAY_UPSTREAM=openrouter "
-            "pointed at the perf upstream, default settings otherwise (upstream pool 1024, retries on), "
+            "pointed at the perf upstream, default settings otherwise (upstream pool 1024, "
+            "retries on), "
             "GATEWAY_LOG_LEVEL=INFO (the default) so its access log is on, as users run it: "
             "one line per request to logs/server_logs.txt and to stderr (a file here).",
             "LiteLLM (with PEER=litellm): its own virtualenv, `litellm --num_workers 1`, one "
