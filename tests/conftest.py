@@ -21,7 +21,7 @@ from tests.servers import serve
 # The installed `llm-gateway` command, next to the interpreter running the tests.
 CLI = str(Path(sys.executable).with_name("llm-gateway"))
 
-# A key shaped like a real one, so tests can prove it never leaks into logs or answers.
+# A distinctive upstream key (not shaped like a real one), so tests can prove it never leaks.
 TEST_KEY = "test-upstream-key-not-a-real-one-7f3a9c2e5b1d4086"
 
 
