@@ -15,7 +15,6 @@ import pytest
 from llm_gateway.app import create_app
 from llm_gateway.config import Settings
 from llm_gateway.emulator import Emulator, EmulatorConfig
-from llm_gateway.logging import flush_logs
 from tests.servers import serve
 
 # The installed `llm-gateway` command, next to the interpreter running the tests.
@@ -119,15 +118,15 @@ def cli_env(emulator_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def read_log(path: Path, *, waiting_for: str | None = None) -> str:
-    """The log file once every record logged so far is written. A request's access line is
-    logged when its response has ended, which can be just after the client has read it: pass
-    `waiting_for` to wait (briefly) for a line that is still on its way."""
-    deadline = time.monotonic() + 2
+def read_log(path: Path, *, waiting_for: str, count: int = 1) -> str:
+    """The log file once `waiting_for` is in it (`count` times). Lines reach the file in batches
+    (every 50 ms), in the order they were logged, and a request's access line is logged when
+    its response has ended, which can be just after the client has read it. A stopped gateway
+    has written everything."""
+    deadline = time.monotonic() + 3
     while True:
-        flush_logs()
         text = path.read_text() if path.exists() else ""
-        if waiting_for is None or waiting_for in text or time.monotonic() > deadline:
+        if text.count(waiting_for) >= count or time.monotonic() > deadline:
             return text
         time.sleep(0.02)
 

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from llm_gateway.app import create_app
-from llm_gateway.config import ConfigError, Settings
+from llm_gateway.config import Settings
+from llm_gateway.errors import ConfigError
 from llm_gateway.runtime import display_url
 from tests.conftest import read_log
 from tests.servers import serve

@@ -97,14 +97,16 @@ GATEWAY_SETTINGS: dict[str, Any] = {
 
 # The gateway's own error codes for a schema-valid request it still refuses, each for a rule no
 # OpenAPI schema expresses: a prompt of blanks, limits set in the settings (`runs`, `max_tokens`,
-# prompt file size, background jobs), a prompt file without prompts, a benchmark run id that does
-# not exist. Refusals by the upstream (`upstream_*`, e.g. an unknown model) are always fine.
+# prompt file size, background jobs), a prompt file without prompts, a benchmark run id or a
+# model id that does not exist. Refusals by the upstream (`upstream_*`, e.g. an unknown model)
+# are always fine.
 EXPLAINED_REFUSALS = frozenset(
     {
         "invalid_request",
         "invalid_prompt_file",
         "prompt_file_too_large",
         "benchmark_not_found",
+        "model_not_found",
         "too_many_jobs",
     }
 )
@@ -311,8 +313,10 @@ def test_every_operation_answers_as_documented(
     assert {"GET /models", "POST /generate", "POST /benchmark"} <= set(fuzzed)
     with subtests.test(msg="server log"):
         # What no status shows: a failure inside a stream after its 200, or a background
-        # benchmark job that crashed, is only in the log (with its traceback).
-        log = read_log(log_file)
+        # benchmark job that crashed, is only in the log (with its traceback). Lines are written
+        # in order: once this request's line is there, every earlier one is.
+        http.get(f"{fuzz_schema.get_base_url()}/health", headers={"X-Request-ID": "fuzz-done"})
+        log = read_log(log_file, waiting_for="[fuzz-done]")
         assert "Traceback" not in log
         assert "stream_error=internal_error" not in log
         assert [line for line in log.splitlines() if not LOG_LINE.match(line)] == []

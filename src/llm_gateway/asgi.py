@@ -1,11 +1,8 @@
-"""Raw-ASGI helpers for middleware that must answer before (or instead of) the app."""
+"""Raw-ASGI helpers shared by the middleware and the hot-route dispatcher."""
 
 from __future__ import annotations
 
-import orjson
-from starlette.types import Scope, Send
-
-from llm_gateway.errors import GatewayError
+from starlette.types import Scope
 
 
 def route_path(scope: Scope) -> str:
@@ -14,27 +11,3 @@ def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
-
-
-async def send_error(
-    send: Send,
-    error: GatewayError,
-    *,
-    path: str,
-    request_id: str | None,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    """Send `error` as a complete JSON response, in OpenAI's shape under `/v1/`."""
-    body = orjson.dumps(error.body_for(path, request_id))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -19,13 +19,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from llm_gateway.api.generate import answer_body
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
-from llm_gateway.config import ConfigError, Settings
-from llm_gateway.errors import GatewayError
-from llm_gateway.generation import Delta, Done, build_payload, generate, relay
+from llm_gateway.config import Settings
+from llm_gateway.errors import ConfigError, GatewayError
+from llm_gateway.generation import Delta, Done, Generated, build_payload, generate, relay
 from llm_gateway.runtime import Runtime, open_runtime
-from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse
+from llm_gateway.schemas.generate import GenerateRequest
 from llm_gateway.security import is_loopback
 from llm_gateway.upstream.catalog import select
 
@@ -191,18 +192,20 @@ def generate_command(
     async def work(runtime: Runtime) -> None:
         started = time.perf_counter()
         if stream:
-            answer = await _print_stream(runtime, payload, started, echo=not as_json)
+            generated = await _print_stream(runtime, payload, started, echo=not as_json)
         else:
-            answer = (await generate(runtime.client, payload, started=started)).response
+            generated = await generate(runtime.client, payload, started=started)
             if not as_json:
-                sys.stdout.write(answer.response + "\n")
+                sys.stdout.write(generated.completion.text + "\n")
         if as_json:
-            sys.stdout.write(orjson.dumps(answer.model_dump(mode="json")).decode() + "\n")
+            body = answer_body(generated, with_ttft=stream)
+            sys.stdout.write(orjson.dumps(body).decode() + "\n")
         else:
-            ttft = f", ttft {answer.ttft_seconds:.3f}s" if answer.ttft_seconds is not None else ""
+            completion, usage = generated.completion, generated.completion.usage
+            ttft = f", ttft {generated.ttft:.3f}s" if generated.ttft is not None else ""
             err.print(
-                f"[dim]{answer.model} · {answer.tokens_used} tokens · "
-                f"{answer.latency_seconds:.3f}s{ttft} · finish {answer.finish_reason}[/dim]"
+                f"[dim]{completion.model} · {usage.total_tokens if usage else '?'} tokens · "
+                f"{generated.latency:.3f}s{ttft} · finish {completion.finish_reason}[/dim]"
             )
 
     _with_runtime(work)
@@ -210,7 +213,7 @@ def generate_command(
 
 async def _print_stream(
     runtime: Runtime, payload: dict[str, Any], started: float, *, echo: bool
-) -> GenerateResponse:
+) -> Generated:
     """Stream a generation, printing text as it arrives; return the final answer."""
     async with await runtime.client.stream(payload) as upstream:
         async for item in relay(upstream, started=started):
@@ -220,7 +223,7 @@ async def _print_stream(
             elif isinstance(item, Done):
                 if echo:
                     sys.stdout.write("\n")
-                return item.response
+                return item.generated
     raise AssertionError("relay() always ends with Done")
 
 

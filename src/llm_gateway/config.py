@@ -8,16 +8,14 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llm_gateway.errors import ConfigError
+
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 
 # The key the gateway sends to its built-in emulator: not a secret, just a non-empty token.
 EMULATOR_KEY = "emulator-key"
 
 UpstreamMode = Literal["auto", "openrouter", "emulator"]
-
-
-class ConfigError(Exception):
-    """The settings cannot work together (e.g. OpenRouter asked for but no key given)."""
 
 
 class Settings(BaseSettings):

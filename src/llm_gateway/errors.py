@@ -1,40 +1,47 @@
 """The one error hierarchy of the gateway, and the one place that decides HTTP statuses.
 
 ```
-GatewayError                 500 internal_error          our own bug (logged with traceback)
-├── InvalidRequest           400/422 invalid_*           the client sent something unusable
-└── UpstreamError            502 upstream_error          upstream failed (logged, no traceback)
-    ├── UpstreamStatusError  upstream 4xx kept as is; 5xx -> 502, 503 -> 503
-    ├── UpstreamRateLimited  429 upstream_rate_limited   retried; Retry-After passed on
+GatewayError                    500 internal_error          base; never raised itself
+├── InternalError               500 internal_error          our own bug (logged with traceback)
+├── ConfigError                 (start-up only)             settings that cannot work together
+├── ClientError                 4xx                         the client can fix it; never retried
+│   ├── InvalidRequest          422 invalid_request         fields that do not validate
+│   │   ├── BadRequest          400 invalid_request         the same, where the API says 400 (/v1)
+│   │   ├── InvalidJSON         400 invalid_json            not JSON, not an object, no body
+│   │   └── InvalidPromptFile   400 invalid_prompt_file     a benchmark prompt file is unusable
+│   │       └── PromptFileTooLarge  413 prompt_file_too_large
+│   ├── Unauthorized            401 unauthorized            no or wrong inbound key
+│   ├── NotFound                404 not_found               no such route
+│   │   ├── RunNotFound         404 benchmark_not_found     no such benchmark run (or file)
+│   │   └── ModelNotFound       404 model_not_found         no such model in the catalogue
+│   ├── MethodNotAllowed        405 method_not_allowed      `Allow` says what is
+│   ├── PayloadTooLarge         413 payload_too_large       GATEWAY_MAX_BODY_BYTES
+│   └── TooManyJobs             429 too_many_jobs           GATEWAY_BENCH_MAX_JOBS
+├── NotReady                    503 not_ready               the readiness probe failed
+├── ShuttingDown                503 shutting_down           the server stopped before answering
+└── UpstreamError               502 upstream_error          upstream failed (logged, no traceback)
+    ├── UpstreamStatusError     upstream 4xx kept as is; 5xx -> 502, 503 -> 503, 408 -> 504
+    ├── UpstreamRateLimited     429 upstream_rate_limited   retried; Retry-After passed on
     │   └── UpstreamQuotaExhausted  429 upstream_quota_exhausted  daily quota: never retried
-    ├── UpstreamTimeout      504 upstream_timeout
-    ├── UpstreamUnreachable  502 upstream_unreachable    connect error or connection cut
-    └── UpstreamBadResponse  502 upstream_bad_response   a 200 carrying an error, or garbage
+    ├── UpstreamTimeout         504 upstream_timeout
+    ├── UpstreamUnreachable     502 upstream_unreachable    connect error or connection cut
+    └── UpstreamBadResponse     502 upstream_bad_response   a 200 carrying an error, or garbage
 ```
 
-Every error knows its HTTP status, a stable `code` string clients can switch on, whether the
-retry layer may try again, and (for rate limits) how long the upstream asked us to wait.
-Lower-layer exceptions (aiohttp, asyncio) are translated into these at the upstream boundary.
+Every error knows its HTTP status, a stable `code` string clients can switch on, the headers
+its answer carries, whether the retry layer may try again, and (for rate limits) how long the
+upstream asked us to wait. Each kind of failure is a class: raise sites pick a class and write
+a message, never a status. How an error is written on the wire (the gateway's shape or
+OpenAI's, JSON or an SSE event) is `rendering.py`'s business, not the error's. Lower-layer
+exceptions (aiohttp, asyncio) are translated into these at the upstream boundary.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-# OpenAI's `error.type` for a status, so OpenAI SDKs raise their usual classes.
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_quota",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 class GatewayError(Exception):
@@ -43,13 +50,9 @@ class GatewayError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if status is not None:
-            self.status = status
-        if code is not None:
-            self.code = code
         # Filled in by the retry layer: how many upstream calls this failure took.
         self.attempts = 0
 
@@ -60,34 +63,113 @@ class GatewayError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
-    def to_body(self, request_id: str | None) -> dict[str, Any]:
-        """The gateway's single error shape."""
-        return {
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "status": self.status,
-                "request_id": request_id,
-            }
-        }
 
-    def body_for(self, path: str, request_id: str | None) -> dict[str, Any]:
-        """The shape a client of `path` expects: OpenAI's under `/v1/`, ours elsewhere."""
-        return self.to_openai_body() if path.startswith("/v1/") else self.to_body(request_id)
-
-    def to_openai_body(self) -> dict[str, Any]:
-        """The same error in OpenAI's shape, for the OpenAI-compatible `/v1` routes."""
-        kind = _OPENAI_TYPES.get(
-            self.status, "api_error" if self.status >= 500 else "invalid_request_error"
-        )
-        return {"error": {"message": self.message, "type": kind, "param": None, "code": self.code}}
+class InternalError(GatewayError):
+    """A bug of ours surfaced to a client: the message points at the log."""
 
 
-class InvalidRequest(GatewayError):
-    """The client's request cannot be served as sent; the message says what to change."""
+class ConfigError(GatewayError):
+    """The settings cannot work together (e.g. OpenRouter asked for but no key given).
+    Raised while starting, never answered over HTTP."""
+
+    code = "config_error"
+
+
+class ClientError(GatewayError):
+    """The request cannot be served as sent; the message says what to change, and `param`
+    names the parameter at fault when there is one (OpenAI's error shape carries it)."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class InvalidRequest(ClientError):
+    """Fields of the request do not validate; the message names each."""
 
     status = 422
     code = "invalid_request"
+
+
+class BadRequest(InvalidRequest):
+    """An invalid request on an API whose contract answers 400 (OpenAI's, under `/v1`)."""
+
+    status = 400
+
+
+class InvalidJSON(InvalidRequest):
+    """The body is missing, is not JSON, or is not the JSON object the route takes."""
+
+    status = 400
+    code = "invalid_json"
+
+
+class InvalidPromptFile(InvalidRequest):
+    """A benchmark prompt file cannot be used; the message says why and where."""
+
+    status = 400
+    code = "invalid_prompt_file"
+
+
+class PromptFileTooLarge(InvalidPromptFile):
+    status = 413
+    code = "prompt_file_too_large"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class RunNotFound(NotFound):
+    code = "benchmark_not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyJobs(ClientError):
+    status = 429
+    code = "too_many_jobs"
+
+
+class NotReady(GatewayError):
+    status = 503
+    code = "not_ready"
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    code = "shutting_down"
 
 
 class UpstreamError(GatewayError):
@@ -100,12 +182,10 @@ class UpstreamError(GatewayError):
         self,
         message: str,
         *,
-        status: int | None = None,
-        code: str | None = None,
         upstream_status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status=status, code=code)
+        super().__init__(message)
         self.upstream_status = upstream_status
         # Seconds the upstream asked us to wait (Retry-After or X-RateLimit-Reset), if it said.
         self.retry_after = retry_after
@@ -116,6 +196,8 @@ class UpstreamError(GatewayError):
         return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
+# An upstream's error status -> ours: client errors are the client's to fix, so they keep their
+# status; the upstream's own failures are a bad gateway (502) unless more specific.
 _STATUS_CODES: dict[int, tuple[int, str]] = {
     400: (400, "upstream_bad_request"),
     401: (401, "upstream_unauthorized"),
@@ -135,19 +217,16 @@ class UpstreamStatusError(UpstreamError):
     def __init__(
         self, upstream_status: int, message: str, *, retry_after: float | None = None
     ) -> None:
+        super().__init__(message, upstream_status=upstream_status, retry_after=retry_after)
         if upstream_status in _STATUS_CODES:
             status, code = _STATUS_CODES[upstream_status]
         elif upstream_status >= 500:
             status, code = 502, "upstream_server_error"
         else:
             status, code = 502, "upstream_error"
-        super().__init__(
-            message,
-            status=status,
-            code=code,
-            upstream_status=upstream_status,
-            retry_after=retry_after,
-        )
+        # Per instance: the status depends on what the upstream said.
+        self.status = status
+        self.code = code
 
     @property
     def retryable(self) -> bool:

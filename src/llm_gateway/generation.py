@@ -1,7 +1,8 @@
 """Text generation as the gateway offers it: a prompt in, an answer (or a stream of deltas) out.
 
 Shared by `POST /generate` and `llm-gateway generate`, so both send the same request upstream
-and report the same numbers.
+and report the same numbers. It speaks in completions and seconds; how an answer is written
+on the wire is the route's business (`api/generate.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse, UsageOut
+from llm_gateway.schemas.generate import GenerateRequest
 from llm_gateway.upstream.client import UpstreamClient
 from llm_gateway.upstream.completions import Completion, StreamAccumulator, parse_completion
 from llm_gateway.upstream.stream import ChatStream, Chunk
@@ -35,34 +36,13 @@ def build_payload(request: GenerateRequest, *, max_tokens: int) -> dict[str, Any
     return payload
 
 
-def answer(
-    completion: Completion, *, latency: float, ttft: float | None = None
-) -> GenerateResponse:
-    """The /generate answer for a finished completion."""
-    usage = completion.usage
-    return GenerateResponse(
-        response=completion.text,
-        tokens_used=usage.total_tokens if usage is not None else None,
-        latency_seconds=round(latency, 6),
-        model=completion.model,
-        id=completion.id,
-        finish_reason=completion.finish_reason,
-        usage=UsageOut(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-            cost=usage.cost,
-        )
-        if usage is not None
-        else None,
-        cost=usage.cost if usage is not None else None,
-        ttft_seconds=round(ttft, 6) if ttft is not None else None,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Generated:
-    response: GenerateResponse
+    """A finished generation: what the model produced, how long it took, what it cost."""
+
+    completion: Completion
+    latency: float  # seconds from `started` to the whole answer
+    ttft: float | None  # seconds from `started` to the first content (streams only)
     attempts: int
 
 
@@ -70,7 +50,7 @@ async def generate(client: UpstreamClient, payload: dict[str, Any], *, started: 
     """One non-streaming generation; `started` is the perf_counter() the latency counts from."""
     reply = await client.complete(payload)
     completion = parse_completion(reply.data)
-    return Generated(answer(completion, latency=time.perf_counter() - started), reply.attempts)
+    return Generated(completion, time.perf_counter() - started, None, reply.attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +67,9 @@ class Waiting:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The stream finished; the same answer a non-streaming call gives, plus TTFT."""
+    """The stream finished; the same result a non-streaming call gives, plus TTFT."""
 
-    response: GenerateResponse
+    generated: Generated
 
 
 async def relay(stream: ChatStream, *, started: float) -> AsyncIterator[Delta | Waiting | Done]:
@@ -110,4 +90,4 @@ async def relay(stream: ChatStream, *, started: float) -> AsyncIterator[Delta | 
                 ttft = time.perf_counter() - started
             yield Delta(content)
     latency = time.perf_counter() - started
-    yield Done(answer(accumulator.result(), latency=latency, ttft=ttft))
+    yield Done(Generated(accumulator.result(), latency, ttft, stream.attempts))

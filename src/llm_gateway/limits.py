@@ -8,22 +8,11 @@ so the answer would lose the error shape, the request id and the access-log line
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.asgi import route_path, send_error
-from llm_gateway.context import request_context
-from llm_gateway.errors import GatewayError
-
-
-class PayloadTooLarge(GatewayError):
-    status = 413
-    code = "payload_too_large"
-
-
-class _BodyTooLarge(HTTPException):
-    """Raised from `receive`; an HTTPException so FastAPI's body parsing lets it through to the
-    exception handler instead of turning it into a 400."""
+from llm_gateway.asgi import route_path
+from llm_gateway.errors import PayloadTooLarge
+from llm_gateway.rendering import CarriedError, send_error
 
 
 class BodyLimitMiddleware:
@@ -37,13 +26,8 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            ctx = request_context()
-            await send_error(
-                send,
-                PayloadTooLarge(self._message(f"is {declared} bytes")),
-                path=route_path(scope),
-                request_id=ctx.request_id if ctx else None,
-            )
+            error = PayloadTooLarge(self._message(f"is {declared} bytes"))
+            await send_error(send, error, path=route_path(scope))
             return
         received = 0
 
@@ -53,7 +37,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge(413, self._message(f"passed {self.max_bytes} bytes"))
+                    error = PayloadTooLarge(self._message(f"passed {self.max_bytes} bytes"))
+                    raise CarriedError(error)
             return message
 
         await self.app(scope, counted, send)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_gateway.context import CLIENT_CLOSED, request_context
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -112,7 +114,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = 0
         streaming = False
 
         async def observe(message: Message) -> None:
@@ -130,5 +132,8 @@ class MetricsMiddleware:
         finally:
             if streaming:
                 self.metrics.open_streams.dec()
+            if status == 0:  # no answer went out: the client left, or a bug escaped
+                ctx = request_context()
+                status = CLIENT_CLOSED if ctx is not None and ctx.client_closed else 500
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.on_request(scope["method"], route, status, time.perf_counter() - started)

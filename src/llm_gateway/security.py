@@ -13,19 +13,14 @@ import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_gateway.asgi import route_path, send_error
-from llm_gateway.context import request_context
-from llm_gateway.errors import GatewayError
+from llm_gateway.asgi import route_path
+from llm_gateway.errors import Unauthorized
+from llm_gateway.rendering import send_error
 
 # Liveness/readiness probes and the API docs stay reachable without a key.
 PUBLIC_PATHS = frozenset(
     {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
-
-
-class Unauthorized(GatewayError):
-    status = 401
-    code = "unauthorized"
 
 
 def is_loopback(host: str) -> bool:
@@ -70,16 +65,8 @@ class InboundAuthMiddleware:
         if token and key_matches(token.strip(), self._keys):
             await self.app(scope, receive, send)
             return
-        await _refuse(scope, send, missing=not token)
-
-
-async def _refuse(scope: Scope, send: Send, *, missing: bool) -> None:
-    reason = "No API key was sent" if missing else "The API key is not valid"
-    ctx = request_context()
-    await send_error(
-        send,
-        Unauthorized(f"{reason}: send `Authorization: Bearer <key>` (a key of GATEWAY_API_KEYS)."),
-        path=route_path(scope),
-        request_id=ctx.request_id if ctx else None,
-        headers=((b"www-authenticate", b"Bearer"),),
-    )
+        reason = "The API key is not valid" if token else "No API key was sent"
+        error = Unauthorized(
+            f"{reason}: send `Authorization: Bearer <key>` (a key of GATEWAY_API_KEYS)."
+        )
+        await send_error(send, error, path=route_path(scope))

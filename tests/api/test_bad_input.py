@@ -83,8 +83,9 @@ async def test_unpaired_surrogates_are_refused(
         response = await client.post(
             "/generate", content=body, headers={"content-type": "application/json"}
         )
-    assert response.status_code == 422
-    assert field in response.json()["error"]["message"]
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and "send valid Unicode text" in error["message"]
     assert emulator.chat_records() == []
 
 

@@ -56,6 +56,6 @@ async def test_a_cold_cache_fetches_once_however_many_ask(
     assert len({r.text for r in answers}) == 1
     assert again.text == answers[0].text
     assert _model_fetches(emulator) == 1
-    log = read_log(log_file)
+    log = read_log(log_file, waiting_for="models cache hit", count=20)
     assert log.count("models cache miss") == 1
     assert log.count("models cache hit") == 20

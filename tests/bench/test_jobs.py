@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from llm_gateway.bench import jobs as jobs_module
-from llm_gateway.bench.jobs import JobLimitReached, Jobs
+from llm_gateway.bench.jobs import Jobs
+from llm_gateway.errors import TooManyJobs
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +26,7 @@ async def test_queued_jobs_beat_and_cancelled_ones_say_so(monkeypatch: pytest.Mo
         on_waiting=lambda: beats.append("queued"),
         on_cancel_queued=lambda: cancelled.append("second"),
     )
-    with pytest.raises(JobLimitReached):
+    with pytest.raises(TooManyJobs):
         jobs.submit("third", release.wait)
     await asyncio.sleep(0.1)
     assert (jobs.running, jobs.queued) == (1, 1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_gateway.bench.prompts import PromptFileError, load_prompts
+from llm_gateway.bench.prompts import load_prompts
+from llm_gateway.errors import InvalidPromptFile
 
 
 def _load(name: str, data: bytes, **limits: int) -> list[str]:
@@ -29,7 +30,7 @@ def test_jsonl_takes_prompts_and_message_lists() -> None:
 
 def test_csv_needs_a_prompt_column() -> None:
     assert _load("p.csv", b'id,prompt\n1,"Hello, world"\n2,\n3,Bye\n') == ["Hello, world", "Bye"]
-    with pytest.raises(PromptFileError, match="`prompt` column"):
+    with pytest.raises(InvalidPromptFile, match="`prompt` column"):
         _load("p.csv", b"id,text\n1,hi\n")
 
 
@@ -64,12 +65,12 @@ def test_a_utf8_bom_is_tolerated_and_the_hash_recorded() -> None:
 def test_unusable_files_are_refused_with_a_reason(
     name: str, data: bytes, limits: dict[str, int], message: str
 ) -> None:
-    with pytest.raises(PromptFileError, match=message) as info:
+    with pytest.raises(InvalidPromptFile, match=message) as info:
         _load(name, data, **limits)
     assert 400 <= info.value.status < 500
 
 
 def test_oversize_is_413() -> None:
-    with pytest.raises(PromptFileError) as info:
+    with pytest.raises(InvalidPromptFile) as info:
         _load("p.txt", b"x" * 11, max_bytes=10)
     assert info.value.status == 413

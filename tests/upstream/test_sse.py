@@ -31,7 +31,7 @@ def test_comments_and_events_come_out_in_order() -> None:
         "SSEComment",
         "SSEEvent",
     ]
-    assert items[0] == SSEComment("OPENROUTER PROCESSING")
+    assert items[0] == SSEComment(" OPENROUTER PROCESSING")
     assert items[-1] == SSEEvent("[DONE]")
 
 

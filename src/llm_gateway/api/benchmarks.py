@@ -14,7 +14,7 @@ from llm_gateway.bench import pipeline
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
 from llm_gateway.bench.store import ACTIVE, REPORT, RESULTS_CSV, RunDir
-from llm_gateway.errors import GatewayError, InvalidRequest
+from llm_gateway.errors import InvalidRequest, RunNotFound
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
 
@@ -25,11 +25,6 @@ _REPORT_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-class RunNotFound(GatewayError):
-    status = 404
-    code = "benchmark_not_found"
 
 
 def _models(values: list[str]) -> tuple[str, ...]:
@@ -119,13 +114,8 @@ async def run_benchmark(
             f"runs x prompts x models = {runs} x {len(prompts.prompts)} x {len(models)} = "
             f"{config.requests} requests; the limit is {settings.bench_max_requests}"
         )
-    if background and runtime.jobs.full:
-        raise GatewayError(
-            f"{len(runtime.jobs)} benchmark jobs are already running or queued; wait for one "
-            "to finish (GATEWAY_BENCH_MAX_JOBS)",
-            status=429,
-            code="too_many_jobs",
-        )
+    if background:
+        runtime.jobs.check_room()
     run = runtime.runs.create()
 
     async def work() -> dict[str, Any]:

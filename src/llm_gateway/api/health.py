@@ -9,8 +9,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from llm_gateway import __version__
 from llm_gateway.api.deps import RuntimeDep
-from llm_gateway.api.responses import error_response, json_response
-from llm_gateway.errors import GatewayError
+from llm_gateway.api.responses import json_response
+from llm_gateway.errors import GatewayError, NotReady
 from llm_gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
 router = APIRouter(tags=["operations"])
@@ -34,10 +34,7 @@ async def ready(runtime: RuntimeDep) -> Response:
             models = await runtime.catalog.models()
     except (GatewayError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, GatewayError) else "timed out"
-        error = GatewayError(
-            f"The upstream is not reachable: {reason}", status=503, code="not_ready"
-        )
-        return error_response(error)
+        raise NotReady(f"The upstream is not reachable: {reason}") from None
     return json_response({"status": "ready", "upstream": runtime.upstream, "models": len(models)})
 
 

@@ -1,9 +1,9 @@
 """OpenAI-compatible routes under `/v1`: point any OpenAI SDK at `<gateway>/v1`.
 
-`/v1/chat/completions` is a faithful passthrough: the client's body goes upstream as sent and
-the upstream's answer comes back verbatim (the JSON bytes, or each SSE `data:` line), with the
-gateway's retries, timeouts, request ids and logging around it. Errors use OpenAI's shape (the
-app's handlers pick it for every path under `/v1/`).
+`/v1/chat/completions` (a hot route, `hot.py`) is a faithful passthrough: the client's body
+bytes go upstream as sent and the upstream's answer comes back verbatim (the JSON bytes, or each
+SSE `data:` line), with the gateway's retries, timeouts, request ids and logging around it.
+Errors use OpenAI's shape (the renderer picks it for every path under `/v1/`).
 """
 
 from __future__ import annotations
@@ -11,52 +11,43 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 from starlette.types import Scope
 
 from llm_gateway.api.deps import RuntimeDep
+from llm_gateway.api.hot import HotRoute
 from llm_gateway.api.responses import json_response
-from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, guard_stream, sse_event
+from llm_gateway.api.streaming import EventStreamResponse, guard_stream, sse_event
 from llm_gateway.context import record_attempts
-from llm_gateway.errors import GatewayError
+from llm_gateway.errors import GatewayError, ModelNotFound
 from llm_gateway.passthrough import check_chat_request
+from llm_gateway.rendering import error_body
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
     OpenAIErrorResponse,
+    OpenAIModel,
     OpenAIModelList,
 )
+from llm_gateway.upstream.catalog import ModelInfo
 from llm_gateway.upstream.stream import ChatStream, Chunk
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 SSE_DONE = b"data: [DONE]\n\n"
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIErrorResponse, "description": description}
-    for status, description in {
-        400: "Invalid body (not JSON, no `model` or `messages`, `max_tokens` over the limit), "
-        "or the upstream rejected the request (e.g. unknown model)",
-        401: "The upstream rejected the gateway's API key",
-        402: "The upstream account is out of credits",
-        403: "The upstream refused the request (moderation, permissions)",
-        404: "The upstream has no endpoint for this model",
-        429: "Rate limited upstream beyond the retry budget (see Retry-After)",
-        502: "The upstream failed or answered with an error",
-        503: "The upstream is unavailable",
-        504: "The upstream timed out",
-    }.items()
-}
 
-# The body is read by hand (see `check_chat_request`), so the docs get its schema this way.
-_CHAT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
-    }
-}
+def _model(m: ModelInfo) -> dict[str, Any]:
+    return {"id": m.id, "object": "model", "created": m.created or 0, "owned_by": _vendor(m.id)}
+
+
+def _vendor(model_id: str) -> str:
+    # OpenRouter ids are `vendor/model` (aliases start with `~`); other upstreams may use bare ids.
+    vendor, slash, _ = model_id.partition("/")
+    vendor = vendor.lstrip("~")
+    return vendor if slash and vendor else "unknown"
 
 
 @router.get(
@@ -67,67 +58,46 @@ _CHAT_BODY = {
 async def list_models(runtime: RuntimeDep) -> Response:
     """The upstream's models in OpenAI's list shape, from the same cache as `/models`."""
     models = await runtime.catalog.models()
-    return json_response(
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": m.id,
-                    "object": "model",
-                    "created": m.created or 0,
-                    "owned_by": _vendor(m.id),
-                }
-                for m in models
-            ],
-        }
+    return json_response({"object": "list", "data": [_model(m) for m in models]})
+
+
+@router.get(
+    "/models/{model_id:path}",
+    response_model=OpenAIModel,
+    responses={
+        404: {"model": OpenAIErrorResponse, "description": "No such model upstream"},
+        502: {"model": OpenAIErrorResponse, "description": "Upstream failed, no cache"},
+    },
+)
+async def retrieve_model(runtime: RuntimeDep, model_id: str) -> Response:
+    """One model (the OpenAI SDK's `models.retrieve`), from the same cache as `/models`."""
+    for m in await runtime.catalog.models():
+        if m.id == model_id:
+            return json_response(_model(m))
+    raise ModelNotFound(
+        f"The model {model_id!r} does not exist upstream; GET /v1/models lists them.",
+        param="model",
     )
 
 
-def _vendor(model_id: str) -> str:
-    # OpenRouter ids are `vendor/model` (aliases start with `~`); other upstreams may use bare ids.
-    vendor, slash, _ = model_id.partition("/")
-    vendor = vendor.lstrip("~")
-    return vendor if slash and vendor else "unknown"
-
-
-@router.post(
-    "/chat/completions",
-    response_model=ChatCompletion,
-    responses={
-        200: {
-            "description": "The upstream's `chat.completion`, byte for byte; with "
-            '`"stream": true`, Server-Sent Events: each upstream `data:` line as it arrives, '
-            "keep-alive comments, then `data: [DONE]`. A failure after the first event is one "
-            'last event `data: {"error": {...}}` (OpenAI SDKs raise `APIError`), with no [DONE].',
-            "content": {"text/event-stream": {}},
-        },
-        **_ERRORS,
-    },
-    openapi_extra=_CHAT_BODY,
-)
-async def chat_completions(request: Request, runtime: RuntimeDep) -> Response:
+async def chat_completions(runtime: Runtime, body: bytes, _scope: Scope) -> Response:
     """OpenAI Chat Completions, passed through to the upstream (OpenRouter extras included)."""
-    return await serve_chat(runtime, await request.body(), request.scope)
-
-
-async def serve_chat(runtime: Runtime, raw: bytes, _scope: Scope) -> Response:
-    """The route's work, for FastAPI's route above and for `api/direct.py`."""
     settings = runtime.settings
     payload = check_chat_request(
-        raw,
+        body,
         max_tokens_limit=settings.max_tokens_limit,
         max_prompt_chars=settings.max_prompt_chars,
     )
     if payload.get("stream") is True:
         # Pre-flight: errors up to the first upstream event are raised here, as real statuses.
-        upstream = await runtime.client.stream(payload)
+        upstream = await runtime.client.stream(body)
         record_attempts(upstream.attempts)
         return EventStreamResponse(
             guard_stream(_frames(upstream), _error_event),
             headers=_headers(upstream.attempts, upstream.generation_id),
             on_close=upstream.aclose,
         )
-    reply = await runtime.client.complete(payload)
+    reply = await runtime.client.complete(body)
     record_attempts(reply.attempts)
     # The upstream's own bytes: nothing OpenRouter adds is lost to a re-serialisation.
     return Response(
@@ -153,12 +123,44 @@ def _data_frame(raw: str) -> bytes:
 
 
 async def _frames(upstream: ChatStream) -> AsyncIterator[bytes]:
-    """Each upstream event verbatim, keep-alives, then `data: [DONE]`."""
+    """Each upstream event and comment verbatim, then `data: [DONE]`."""
     async for item in upstream:
-        yield _data_frame(item.raw) if isinstance(item, Chunk) else SSE_KEEPALIVE
+        if isinstance(item, Chunk):
+            yield _data_frame(item.raw)
+        else:
+            yield b":" + item.text.encode() + b"\n\n"
     yield SSE_DONE
 
 
 def _error_event(error: GatewayError) -> bytes:
     # OpenRouter's in-band form: a `data:` event with a top-level `error`, then the end.
-    return sse_event(error.to_openai_body())
+    return sse_event(error_body(error, openai=True))
+
+
+CHAT_ROUTE = HotRoute(
+    path="/v1/chat/completions",
+    handler=chat_completions,
+    summary="OpenAI Chat Completions, passed through to the upstream (OpenRouter extras included).",
+    tags=("openai",),
+    request_model=ChatCompletionRequest,
+    response_model=ChatCompletion,
+    error_model=OpenAIErrorResponse,
+    success="The upstream's `chat.completion`, byte for byte; with "
+    '`"stream": true`, Server-Sent Events: each upstream `data:` line as it arrives, '
+    "the upstream's comments (keep-alives) as they came, then `data: [DONE]`. A failure "
+    'after the first event is one last event `data: {"error": {...}}` (OpenAI SDKs raise '
+    "`APIError`), with no [DONE].",
+    errors={
+        400: "Invalid body (not JSON, no `model` or `messages`, `max_tokens` over the limit), "
+        "or the upstream rejected the request (e.g. unknown model)",
+        401: "The upstream rejected the gateway's API key",
+        402: "The upstream account is out of credits",
+        403: "The upstream refused the request (moderation, permissions)",
+        404: "The upstream has no endpoint for this model",
+        405: "Only POST is served here",
+        429: "Rate limited upstream beyond the retry budget (see Retry-After)",
+        502: "The upstream failed or answered with an error",
+        503: "The upstream is unavailable",
+        504: "The upstream timed out",
+    },
+)

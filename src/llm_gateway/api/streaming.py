@@ -16,7 +16,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llm_gateway.context import request_context
-from llm_gateway.errors import GatewayError, UpstreamError
+from llm_gateway.errors import GatewayError, InternalError, UpstreamError
 
 logger = logging.getLogger("llm_gateway.errors")
 
@@ -52,7 +52,7 @@ async def guard_stream(
             error = (
                 exc
                 if isinstance(exc, GatewayError)
-                else GatewayError(
+                else InternalError(
                     "Internal error in the gateway during the stream; it has been logged."
                 )
             )
@@ -64,15 +64,13 @@ async def guard_stream(
 class EventStreamResponse(StreamingResponse):
     """`text/event-stream` with the headers that stop proxies from buffering it.
 
-    Each frame goes out as its own ASGI message (uvicorn writes it at once). A client that
-    disconnects cancels the streaming; `on_close` (closing the upstream stream, which cuts its
-    connection if unfinished) runs however the response ends, even when the client left before
-    the first frame.
-
-    Starlette's own `__call__` streams from a second task in an anyio task group, listening for
-    the disconnect in the first; the frames here are sent from the request's own task and one
-    small watcher task cancels it if the client goes, which saves a task hand-off before the
-    first frame (time to first token) and the task group's set-up on every stream.
+    Each frame goes out as its own ASGI message (uvicorn writes it at once), from the request's
+    own task: Starlette's `StreamingResponse` streams from a second task in an anyio task group
+    while the first listens for the disconnect, which costs a task hand-off before the first
+    frame (time to first token) and the group's set-up on every stream. Here the app's
+    `CancelOnDisconnect` middleware listens instead and cancels the request when its client
+    goes. `on_close` (closing the upstream stream, which cuts its connection if unfinished)
+    runs however the response ends.
     """
 
     media_type = "text/event-stream"
@@ -91,31 +89,7 @@ class EventStreamResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        streaming = True
-        client_left = False
-
-        def cancel_if_client_left(watcher: asyncio.Future[None]) -> None:
-            nonlocal client_left
-            if streaming and not watcher.cancelled():
-                client_left = True
-                task.cancel()
-
-        watcher = asyncio.ensure_future(_disconnect(receive))
-        watcher.add_done_callback(cancel_if_client_left)
         try:
             await self.stream_response(send)
-        except asyncio.CancelledError:
-            # Our own cancel ends the response quietly; anyone else's goes on up.
-            if not client_left or task.uncancel() > 0:
-                raise
         finally:
-            streaming = False  # from here on a late disconnect cancels nothing
-            watcher.cancel()
             await self._on_close()
-
-
-async def _disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

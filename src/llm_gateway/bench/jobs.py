@@ -12,13 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llm_gateway.errors import TooManyJobs
+
 logger = logging.getLogger("llm_gateway.bench")
 
 WAITING_BEAT_S = 5.0
-
-
-class JobLimitReached(Exception):
-    """Too many jobs are running or waiting already."""
 
 
 class Jobs:
@@ -31,9 +29,13 @@ class Jobs:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    @property
-    def full(self) -> bool:
-        return len(self._tasks) >= self._max_jobs
+    def check_room(self) -> None:
+        """Raise TooManyJobs unless one more job may be submitted."""
+        if len(self._tasks) >= self._max_jobs:
+            raise TooManyJobs(
+                f"{len(self._tasks)} benchmark jobs are already running or queued; wait for one "
+                "to finish (GATEWAY_BENCH_MAX_JOBS)"
+            )
 
     @property
     def queued(self) -> int:
@@ -47,15 +49,11 @@ class Jobs:
         on_waiting: Callable[[], None] | None = None,
         on_cancel_queued: Callable[[], None] | None = None,
     ) -> None:
-        """Start `work` when a slot is free; raise JobLimitReached when the queue is full.
+        """Start `work` when a slot is free; raise TooManyJobs when the queue is full.
         `on_waiting` runs every few seconds while the job waits for a slot (a heartbeat, so
         a queued job is not taken for dead); `on_cancel_queued` runs if the job is cancelled
         before it ever started."""
-        if self.full:
-            raise JobLimitReached(
-                f"{len(self._tasks)} benchmark jobs are already running or queued; "
-                "wait for one to finish"
-            )
+        self.check_room()
 
         async def run() -> None:
             started = False

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.errors import InvalidRequest
+from llm_gateway.errors import InvalidPromptFile, PromptFileTooLarge
 
 FORMATS = (".txt", ".jsonl", ".csv")
 
@@ -33,13 +33,6 @@ class PromptFile:
     prompts: tuple[Prompt, ...]
 
 
-class PromptFileError(InvalidRequest):
-    """The prompt file cannot be used; the message says why and where."""
-
-    status = 400
-    code = "invalid_prompt_file"
-
-
 def _user(text: str) -> Prompt:
     return Prompt(text, ({"role": "user", "content": text},))
 
@@ -56,7 +49,7 @@ def _jsonl(text: str) -> list[Prompt]:
         try:
             item = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise PromptFileError(f"line {number} is not valid JSON ({exc})") from exc
+            raise InvalidPromptFile(f"line {number} is not valid JSON ({exc})") from exc
         if (
             isinstance(item, dict)
             and isinstance(item.get("prompt"), str)
@@ -67,7 +60,7 @@ def _jsonl(text: str) -> list[Prompt]:
             messages = tuple(item["messages"])
             prompts.append(Prompt(_label(messages), messages))
         else:
-            raise PromptFileError(
+            raise InvalidPromptFile(
                 f'line {number} needs a non-empty "prompt" string or a "messages" list of '
                 '{"role", "content"} objects'
             )
@@ -97,38 +90,36 @@ def _csv(text: str) -> list[Prompt]:
     reader = csv.DictReader(io.StringIO(text, newline=""))  # CR, LF and CRLF rows alike
     try:
         if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-            raise PromptFileError("a CSV prompt file needs a header row with a `prompt` column")
+            raise InvalidPromptFile("a CSV prompt file needs a header row with a `prompt` column")
         return [_user(row["prompt"].strip()) for row in reader if (row.get("prompt") or "").strip()]
     except csv.Error as exc:
-        raise PromptFileError(f"the CSV is malformed (line {reader.line_num}: {exc})") from exc
+        raise InvalidPromptFile(f"the CSV is malformed (line {reader.line_num}: {exc})") from exc
 
 
 def load_prompts(name: str, data: bytes, *, max_bytes: int, max_prompts: int) -> PromptFile:
     """Parse an uploaded or local prompt file, enforcing the size and count limits."""
     if len(data) > max_bytes:
-        raise PromptFileError(
+        raise PromptFileTooLarge(
             f"the prompt file is {len(data)} bytes; the limit is {max_bytes} "
-            "(GATEWAY_BENCH_MAX_FILE_BYTES)",
-            status=413,
-            code="prompt_file_too_large",
+            "(GATEWAY_BENCH_MAX_FILE_BYTES)"
         )
     suffix = PurePath(name or "prompts.txt").suffix.lower() or ".txt"
     if suffix not in FORMATS:
-        raise PromptFileError(
+        raise InvalidPromptFile(
             f"unsupported prompt file type {suffix!r}; use one of {', '.join(FORMATS)}"
         )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise PromptFileError(
+        raise InvalidPromptFile(
             f"the prompt file is not UTF-8 text (bad byte at position {exc.start})"
         ) from exc
     parse = {".txt": _txt, ".jsonl": _jsonl, ".csv": _csv}[suffix]
     prompts = parse(text)
     if not prompts:
-        raise PromptFileError("the prompt file has no prompts (it is empty or only blank lines)")
+        raise InvalidPromptFile("the prompt file has no prompts (it is empty or only blank lines)")
     if len(prompts) > max_prompts:
-        raise PromptFileError(
+        raise InvalidPromptFile(
             f"the prompt file has {len(prompts)} prompts; the limit is {max_prompts} "
             "(GATEWAY_BENCH_MAX_PROMPTS)"
         )

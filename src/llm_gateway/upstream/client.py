@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 import orjson
@@ -25,6 +25,10 @@ from llm_gateway.errors import (
 from llm_gateway.upstream.mapping import decode_json, error_from_response
 from llm_gateway.upstream.retry import RetryPolicy
 from llm_gateway.upstream.stream import ChatStream, inband_error
+
+# A request body: JSON bytes sent as they are (a passthrough forwards its client's bytes), or a
+# mapping the client encodes.
+Body: TypeAlias = bytes | Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +132,9 @@ class BaseClient:
             self._session = None
 
     async def _request_json(
-        self, method: str, path: str, *, payload: dict[str, Any] | None = None
+        self, method: str, path: str, *, data: bytes | None = None
     ) -> tuple[dict[str, Any], bytes, Mapping[str, str]]:
         """One request, read whole within the total timeout; non-2xx raises the mapped error."""
-        data = orjson.dumps(payload) if payload is not None else None
         with _TranslateErrors(method, path, self.timeouts.total):
             async with (
                 asyncio.timeout(self.timeouts.total),
@@ -153,7 +156,7 @@ class BaseClient:
             )
         return parsed, body, headers
 
-    async def _open_stream(self, path: str, payload: dict[str, Any]) -> ChatStream:
+    async def _open_stream(self, path: str, data: bytes) -> ChatStream:
         """Send a streaming request, check its status, and pre-read up to the first chunk."""
         started = time.perf_counter_ns()
         response: aiohttp.ClientResponse | None = None
@@ -162,7 +165,7 @@ class BaseClient:
                 async with asyncio.timeout(self.timeouts.first_byte):
                     response = await self.session.post(
                         self.base_url + path,
-                        data=orjson.dumps(payload),
+                        data=data,
                         headers={"Accept": "text/event-stream"},
                         allow_redirects=False,
                     )
@@ -201,15 +204,15 @@ class UpstreamClient(BaseClient):
 
         return await self.retry.call(fetch, what="GET /models")
 
-    async def complete(self, payload: dict[str, Any]) -> Reply:
+    async def complete(self, body: Body) -> Reply:
         """A non-streaming chat completion. A 200 that carries an error raises (not retried)."""
-
+        encoded = body if isinstance(body, bytes) else orjson.dumps(body)
         started = 0
 
         async def send() -> tuple[dict[str, Any], bytes, Mapping[str, str]]:
             nonlocal started
             started = time.perf_counter_ns()
-            return await self._request_json("POST", "/chat/completions", payload=payload)
+            return await self._request_json("POST", "/chat/completions", data=encoded)
 
         (data, raw, headers), attempts = await self.retry.call(send, what="POST /chat/completions")
         finished = time.perf_counter_ns()
@@ -223,12 +226,13 @@ class UpstreamClient(BaseClient):
         )
         return Reply(data, raw, attempts, generation_id, started, finished)
 
-    async def stream(self, payload: dict[str, Any]) -> ChatStream:
-        """A streaming chat completion, pre-flighted (and retried) up to its first chunk."""
-        payload = {**payload, "stream": True}
+    async def stream(self, body: Body) -> ChatStream:
+        """A streaming chat completion, pre-flighted (and retried) up to its first chunk.
+        A mapping is sent with `"stream": true`; bytes as they are (they must ask to stream)."""
+        encoded = body if isinstance(body, bytes) else orjson.dumps({**body, "stream": True})
 
         async def open_() -> ChatStream:
-            return await self._open_stream("/chat/completions", payload)
+            return await self._open_stream("/chat/completions", encoded)
 
         stream, attempts = await self.retry.call(open_, what="POST /chat/completions (stream)")
         stream.attempts = attempts

@@ -21,7 +21,8 @@ class SSEEvent:
 
 @dataclass(frozen=True, slots=True)
 class SSEComment:
-    """A comment line (`:` prefix); OpenRouter uses them as keep-alives."""
+    """A comment line (`:` prefix), its text after the colon as sent; OpenRouter uses them as
+    keep-alives (`: OPENROUTER PROCESSING`)."""
 
     text: str
 
@@ -71,7 +72,8 @@ class SSEDecoder:
             self._event = None
             return
         if line[0] == ":":
-            items.append(SSEComment(line[1:].strip()))
+            # As sent (a leading space included), so a passthrough can forward it unchanged.
+            items.append(SSEComment(line[1:]))
             return
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")

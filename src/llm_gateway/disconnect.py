@@ -1,0 +1,145 @@
+"""Work stops when its client goes: a request whose client disconnects is cancelled.
+
+An upstream call runs (and is billed) until it is cancelled, and a benchmark keeps calling the
+upstream until it is stopped, so a client that leaves must stop what it started: a non-streamed
+`/generate` or `/v1` call, a stream still waiting for its first token, an inline `POST
+/benchmark`. ASGI reports a disconnect only to whoever awaits `receive()`, and a route awaits
+it only while reading the body; `CancelOnDisconnect` listens from the moment the body has been
+read (at once for a request without one) to the end of the answer, and cancels the request's
+task when the client goes. The cancelled request is logged as `status=499` (nothing was
+answered) or, for a stream already under way, with `stream_error=client_disconnected`.
+
+The server cancels requests too: on shutdown, uvicorn cancels what is still running after its
+grace period and would answer a plain-text 500 with a traceback. A request cancelled that way
+before its answer started gets a 503 `shutting_down` in the error shape instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llm_gateway.asgi import route_path
+from llm_gateway.context import request_context
+from llm_gateway.errors import ShuttingDown
+from llm_gateway.rendering import send_error
+
+logger = logging.getLogger("llm_gateway.errors")
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class _Listener:
+    """Reads `receive` for the app until the body is in, then listens for the disconnect."""
+
+    __slots__ = ("_app_waiting", "_gone", "_receive", "_stash", "_task", "_watcher", "finished")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[object]) -> None:
+        self._receive = receive
+        self._task = task
+        self._stash: deque[Message] = deque()
+        self._watcher: asyncio.Task[None] | None = None
+        self._gone = False
+        self._app_waiting: asyncio.Event | None = None
+        self.finished = False  # the whole answer has been handed to the server
+
+    @property
+    def client_left(self) -> bool:
+        return self._gone and not self.finished
+
+    def listen(self, *, keep_body: bool = False) -> None:
+        """Start listening; `keep_body` keeps a body message read meanwhile for the app (a
+        request without a body still has its one empty body message to deliver)."""
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch(keep_body))
+
+    async def _watch(self, keep_body: bool) -> None:
+        while (message := await self._receive())["type"] != "http.disconnect":
+            if keep_body:
+                self._stash.append(message)
+                self._wake_app()
+            # Else: body the app stopped reading (it answered early); dropped.
+        self._gone = True
+        self._wake_app()
+        if not self.finished:
+            self._task.cancel()
+
+    def _wake_app(self) -> None:
+        if self._app_waiting is not None:
+            self._app_waiting.set()
+
+    async def receive(self) -> Message:
+        """What the app gets for `receive()`."""
+        if self._watcher is None:
+            message = await self._receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                self.listen()
+            return message
+        while not self._stash and not self._gone:
+            self._app_waiting = self._app_waiting or asyncio.Event()
+            await self._app_waiting.wait()
+            self._app_waiting.clear()
+        return self._stash.popleft() if self._stash else _DISCONNECT
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+class CancelOnDisconnect:
+    """Cancels a request's task when its client disconnects before the answer is complete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None  # ASGI apps run in a task
+        listener = _Listener(receive, task)
+        if not _has_body(scope):
+            listener.listen(keep_body=True)
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                listener.listen()  # whatever body is left is no longer wanted
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Before the send: once the server has the last piece it reports a disconnect
+                # to anyone listening, and that is the end of the answer, not a client leaving.
+                listener.finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, listener.receive, watched_send)
+        except asyncio.CancelledError:
+            if task.uncancel() > 0:
+                raise  # cancelled again meanwhile: not ours to swallow
+            ctx = request_context()
+            if listener.client_left:
+                if ctx is not None and not started:
+                    ctx.client_closed = True
+                return
+            if started:
+                return  # the server is stopping mid-answer: the connection ends here
+            logger.warning("server shutting down: %s %s cancelled", scope["method"], scope["path"])
+            error = ShuttingDown("The gateway is shutting down; send the request again.")
+            await send_error(watched_send, error, path=route_path(scope))
+        finally:
+            listener.stop()
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
