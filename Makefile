@@ -1,44 +1,53 @@
-# Every target creates the virtualenv on first use, so `make run` and `make test`
-# are the whole set-up on a fresh machine.
+# Every target creates the virtualenv on first use, so `make run` and `make test` are the whole
+# set-up on a fresh machine. `make run` installs what the gateway needs to run, nothing more;
+# `make test` and `make lint` add the development tools (pytest, Playwright, the SDKs the tests
+# drive, ruff, mypy).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The suite's line coverage of the package may not drop below this (it was 93% when set).
+COVERAGE_FLOOR ?= 90
 
 .PHONY: install run test lint format emulator clean perf
 
-install: $(STAMP)
+install: $(DEV)
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
-run: $(STAMP)
+$(DEV): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(RUNTIME)
 	$(BIN)/llm-gateway serve --host $(HOST) --port $(PORT)
 
-emulator: $(STAMP)
+emulator: $(RUNTIME)
 	$(BIN)/llm-gateway emulator --host $(HOST) --port 9010
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(DEV)
+	$(BIN)/python -m pytest --cov --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: $(DEV)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-format: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+format: $(DEV)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
 
 # The performance harness (benchmarks/perf/README.md): `make perf`, `make perf PEER=litellm`,
 # extra flags through PERF_ARGS (e.g. PERF_ARGS=--profile or PERF_ARGS=--quick).
-perf: $(STAMP)
+perf: $(DEV)
 	$(BIN)/python benchmarks/perf/run.py $(if $(PEER),--peer $(PEER)) $(PERF_ARGS)

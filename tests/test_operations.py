@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -109,7 +110,7 @@ async def test_bodies_over_the_limit_are_refused_before_being_read(
         async with httpx.AsyncClient(base_url=gateway) as client:
             big = await client.post("/generate", json={**BODY, "prompt": "x" * 4000})
 
-            async def chunks():  # type: ignore[no-untyped-def]
+            async def chunks() -> AsyncIterator[bytes]:
                 for _ in range(10):
                     yield b"x" * 1000  # no Content-Length: counted as it arrives
 

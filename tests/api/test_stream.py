@@ -139,13 +139,11 @@ async def test_a_silent_upstream_mid_stream_hits_the_idle_timeout(
 ) -> None:
     emulator.script(["stall:2"])
     with start_gateway(idle_timeout=0.3) as gateway:
-        started = time.perf_counter()
         response, frames = await _stream(gateway, {"prompt": "x", "model": "emulator/fast"})
-        elapsed = time.perf_counter() - started
+    # The stall (2 s) would have ended without an error had the 0.3 s idle timeout not cut it.
     assert response.status_code == 200
     assert frames[-1].event == "error"
     assert frames[-1].data["error"]["code"] == "upstream_timeout"
-    assert elapsed < 1.5
 
 
 async def test_a_cut_connection_mid_stream_is_reported(gateway: str, emulator: Emulator) -> None:

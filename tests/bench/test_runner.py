@@ -71,6 +71,7 @@ async def test_latency_and_ttft_match_the_emulated_profile(
         else:
             assert record.ttft_seconds is None
             assert record.latency_seconds == pytest.approx(0.3 + 12 / 60, abs=0.04)
+        assert record.latency_seconds is not None
         assert record.tokens_per_second == pytest.approx(12 / record.latency_seconds, rel=0.01)
 
 

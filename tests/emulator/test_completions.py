@@ -93,8 +93,9 @@ async def test_text_is_deterministic_for_a_seed(start_emulator: StartEmulator) -
     _, same = start_emulator(seed=3, time_scale=0)
     _, other = start_emulator(seed=4, time_scale=0)
 
-    async def text(client: httpx.AsyncClient, **extra: object) -> str:
-        response = await client.post(CHAT, json=chat_body("emulator/steady", **extra))
+    async def text(client: httpx.AsyncClient, prompt: str = "Say hello", **extra: object) -> str:
+        body = chat_body("emulator/steady", prompt) | extra
+        response = await client.post(CHAT, json=body)
         content: str = response.json()["choices"][0]["message"]["content"]
         return content
 
@@ -104,7 +105,7 @@ async def test_text_is_deterministic_for_a_seed(start_emulator: StartEmulator) -
     assert await text(other) != reference
     assert await text(first, seed=11) != reference
     assert await text(first, seed=11) == await text(same, seed=11)
-    assert await text(first, content="Say goodbye") != reference
+    assert await text(first, "Say goodbye") != reference
 
 
 def test_text_is_identical_in_another_process() -> None:
@@ -132,12 +133,12 @@ def test_text_is_identical_in_another_process() -> None:
 async def test_max_tokens_truncates_with_finish_reason_length(
     client: httpx.AsyncClient, field: str
 ) -> None:
-    body = (await client.post(CHAT, json=chat_body(**{field: 4}))).json()
+    body = (await client.post(CHAT, json=chat_body() | {field: 4})).json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["choices"][0]["native_finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] == 4
     assert len(body["choices"][0]["message"]["content"].split(" ")) == 4
-    roomy = (await client.post(CHAT, json=chat_body(**{field: 1000}))).json()
+    roomy = (await client.post(CHAT, json=chat_body() | {field: 1000})).json()
     assert roomy["choices"][0]["finish_reason"] == "stop"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
@@ -124,8 +125,8 @@ async def test_each_event_is_its_own_asgi_body_message() -> None:
         assert message is not None
         return message
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     await emulator.app(scope, receive, send)
     assert sent[0]["type"] == "http.response.start"

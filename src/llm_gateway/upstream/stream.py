@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -62,12 +62,30 @@ def inband_error(chunk: dict[str, Any]) -> UpstreamBadResponse | None:
     return None
 
 
+class _Content(Protocol):
+    async def readany(self) -> bytes: ...
+
+
+class UpstreamResponse(Protocol):
+    """What a stream needs of its HTTP response (aiohttp's `ClientResponse` has it)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> _Content: ...
+
+    def release(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class ChatStream:
     """Items of one upstream SSE response; close it when done (`aclose`, or `async with`)."""
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         *,
         idle_timeout: float,
         started_ns: int,
@@ -172,7 +190,7 @@ class ChatStream:
             raise UpstreamTimeout(
                 f"The upstream sent nothing for {self._idle_timeout:g}s in the middle of a stream"
             ) from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnreachable(f"The upstream stream broke: {exc}") from exc
         now = time.perf_counter_ns()
         if data:

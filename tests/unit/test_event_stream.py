@@ -1,0 +1,109 @@
+"""`EventStreamResponse` with a fake `send`: frames go out one message each, and the upstream
+is closed however the response ends (finished, failed, or cancelled by a leaving client)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from starlette.types import Message
+
+from llm_gateway.api.streaming import EventStreamResponse, guard_stream
+from llm_gateway.context import RequestContext, current_request
+from llm_gateway.errors import GatewayError, UpstreamUnreachable
+
+pytestmark = pytest.mark.anyio
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def _never_receive() -> Message:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def _render(error: GatewayError) -> bytes:
+    return b"event: error\ndata: " + error.code.encode() + b"\n\n"
+
+
+async def test_each_frame_is_its_own_message_and_the_upstream_is_released() -> None:
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        yield b"data: 2\n\n"
+
+    sent: list[Message] = []
+    upstream = Upstream()
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    response = EventStreamResponse(frames(), headers={}, on_close=upstream.aclose)
+    await response({"type": "http"}, _never_receive, send)
+    assert sent[0]["type"] == "http.response.start"
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-type"].startswith(b"text/event-stream")
+    assert headers[b"x-accel-buffering"] == b"no"
+    assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n", b"data: 2\n\n", b""]
+    assert upstream.closed == 1
+
+
+async def test_a_failure_after_the_200_is_one_last_error_frame() -> None:
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        raise UpstreamUnreachable("cut")
+
+    sent: list[Message] = []
+    ctx = RequestContext("r")
+    token = current_request.set(ctx)
+    upstream = Upstream()
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    try:
+        stream = guard_stream(frames(), _render)
+        response = EventStreamResponse(stream, headers={}, on_close=upstream.aclose)
+        await response({"type": "http"}, _never_receive, send)
+    finally:
+        current_request.reset(token)
+    bodies = [m.get("body") for m in sent[1:]]
+    assert bodies == [b"data: 1\n\n", b"event: error\ndata: upstream_unreachable\n\n", b""]
+    assert ctx.stream_error == "upstream_unreachable"
+    assert upstream.closed == 1
+
+
+async def test_a_cancelled_stream_closes_its_upstream_and_says_the_client_left() -> None:
+    first_sent = asyncio.Event()
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        await asyncio.Event().wait()  # the upstream is slow; the client goes meanwhile
+        yield b"never"
+
+    async def send(message: Message) -> None:
+        if message.get("body"):
+            first_sent.set()
+
+    ctx = RequestContext("r")
+    upstream = Upstream()
+
+    async def serve() -> None:
+        current_request.set(ctx)
+        stream = guard_stream(frames(), _render)
+        response = EventStreamResponse(stream, headers={}, on_close=upstream.aclose)
+        await response({"type": "http"}, _never_receive, send)
+
+    task = asyncio.ensure_future(serve())
+    await first_sent.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert upstream.closed == 1
+    assert ctx.stream_error == "client_disconnected"
