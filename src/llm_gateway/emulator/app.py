@@ -43,14 +43,15 @@ class Emulator:
     """An OpenRouter look-alike for tests, offline use and benchmarks with a known ground truth.
 
     `app` is the Starlette application (`app.state.emulator` is this object); `records` lists
-    every API request in arrival order. Faults come, first match wins, from the
-    `X-Emulator-Faults` header, then from `script()`, then from `config.free_rpm`.
+    the API requests in arrival order, the oldest dropped past `config.records_max_bytes`.
+    Faults come, first match wins, from the `X-Emulator-Faults` header, then from `script()`,
+    then from `config.free_rpm`.
     """
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.catalog = build_catalog(self.config.models)
-        self._recorder = Recorder()
+        self._recorder = Recorder(self.config)
         self.records: list[RequestRecord] = self._recorder.records
         self._faults = FaultBook()
         self._free_window = FreeTierWindow()

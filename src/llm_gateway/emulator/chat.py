@@ -45,7 +45,11 @@ class _ChatRequest:
 
 
 def _parse(
-    raw: bytes, record: RequestRecord, catalog: dict[str, CatalogEntry], default_model: str
+    raw: bytes,
+    record: RequestRecord,
+    recorder: Recorder,
+    catalog: dict[str, CatalogEntry],
+    default_model: str,
 ) -> _ChatRequest | ErrorReply:
     """Check the body as OpenRouter does, noting on the record what the client asked for."""
     try:
@@ -54,7 +58,7 @@ def _parse(
         return errors.bad_request("Invalid JSON in request body")
     if not isinstance(body, dict):
         return errors.bad_request("Request body must be a JSON object")
-    record.body = body
+    recorder.attach_body(record, body, len(raw))
     record.stream = body.get("stream") is True
     fallbacks = body.get("models")
     # Without `model` OpenRouter uses the account default; `models[0]` is the first fallback.
@@ -174,7 +178,9 @@ class ChatEndpoint:
             return error_reply(record, errors.no_credentials())
         if self._config.api_key is not None and token != self._config.api_key:
             return error_reply(record, errors.user_not_found())
-        chat = _parse(await request.body(), record, self._catalog, self._default_model)
+        chat = _parse(
+            await request.body(), record, self._recorder, self._catalog, self._default_model
+        )
         if isinstance(chat, ErrorReply):
             return error_reply(record, chat)
         fault = self._fault_for(request.headers, chat, record)
