@@ -86,8 +86,8 @@ class Emulator:
 
     def script(self, faults: list[str], model: str | None = None) -> None:
         """Queue fault steps: each following chat request (to `model`, or to any model when None)
-        takes the next step; an empty queue means normal answers. Raises ValueError on an unknown
-        step or model."""
+        takes the next step; an empty queue means normal answers. An empty `faults` empties the
+        queue of `model` (every queue when None). Raises ValueError on an unknown step or model."""
         parsed = parse_steps(faults)
         if model is not None and model not in self.catalog:
             raise ValueError(f"unknown model {model!r}; served: {', '.join(self.catalog)}")

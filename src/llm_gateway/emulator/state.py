@@ -199,9 +199,15 @@ class FaultBook:
             return steps[index]
 
     def script(self, faults: list[Fault], model: str | None) -> None:
-        """Append steps to the queue of `model` (None = any model)."""
+        """Append steps to the queue of `model` (None = any model). No steps empty that queue,
+        or, for None, every queue: "no more faults"."""
         with self._lock:
-            self._queues.setdefault(model, deque()).extend(faults)
+            if faults:
+                self._queues.setdefault(model, deque()).extend(faults)
+            elif model is None:
+                self._queues.clear()
+            else:
+                self._queues.pop(model, None)
 
     def pop(self, model: str) -> Fault | None:
         """The next scripted step for a request to `model`, model queue first; None when empty."""
