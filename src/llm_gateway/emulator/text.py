@@ -18,7 +18,7 @@ from llm_gateway.emulator.catalog import CatalogEntry
 
 FinishReason = Literal["stop", "length"]
 
-_VOCABULARY = (
+VOCABULARY = (
     "the", "model", "answer", "token", "gateway", "stream", "request", "latency", "because",
     "system", "data", "value", "result", "simple", "quick", "careful", "every", "network", "with",
     "about", "should", "could", "would", "often", "rarely", "always", "clear", "small", "large",
@@ -89,7 +89,7 @@ def _rng(
 
 def _sentences(rng: random.Random, count: int) -> list[str]:
     """`count` words as tokens forming capitalised sentences, the first without leading space."""
-    tokens = rng.choices(_VOCABULARY, k=count)
+    tokens = rng.choices(VOCABULARY, k=count)
     start = 0
     while start < count:
         end = min(start + rng.randint(5, 14), count)
