@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+
 import httpx
 import orjson
 import pytest
 
 from llm_gateway.emulator import EmulatorConfig
 from llm_gateway.emulator.state import RECORD_BYTES
-from tests.emulator.conftest import CHAT, StartEmulator, chat_body
+from tests.conftest import CLI
+from tests.emulator.conftest import AUTH, CHAT, StartEmulator, chat_body
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +77,26 @@ async def test_the_session_emulator_keeps_bodies(client: httpx.AsyncClient) -> N
     await client.post(CHAT, content=sent)
     [listed] = (await client.get("/_emulator/requests")).json()
     assert listed["body"] == orjson.loads(sent) and listed["body_bytes"] == len(sent)
+
+
+def test_the_command_keeps_bodies_when_asked() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    args = [CLI, "emulator", "--port", str(port), "--time-scale", "0", "--keep-bodies"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client.post(CHAT, json=chat_body(max_tokens=1))
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the emulator did not start"
+                    time.sleep(0.1)
+            [listed] = client.get("/_emulator/requests").json()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert listed["body"] == chat_body(max_tokens=1)
