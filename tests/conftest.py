@@ -40,7 +40,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def _emulator_server() -> Iterator[tuple[Emulator, str]]:
-    emulator = Emulator(EmulatorConfig(seed=7, time_scale=0.05, keepalive_interval_s=0.05))
+    emulator = Emulator(
+        EmulatorConfig(seed=7, time_scale=0.05, keepalive_interval_s=0.05, keep_bodies=True)
+    )
     with serve(emulator.app) as url:
         yield emulator, url
 

@@ -123,11 +123,20 @@ def emulator(
     api_key: Annotated[
         str | None, typer.Option(help="Accept only this bearer token (default: any).")
     ] = None,
+    keep_bodies: Annotated[
+        bool, typer.Option(help="Keep request bodies in /_emulator/requests (within its bound).")
+    ] = False,
 ) -> None:
     """Run the OpenRouter emulator alone; point GATEWAY_UPSTREAM_URL at http://HOST:PORT/api/v1."""
     from llm_gateway.emulator import Emulator, EmulatorConfig
 
-    config = EmulatorConfig(seed=seed, time_scale=time_scale, free_rpm=free_rpm, api_key=api_key)
+    config = EmulatorConfig(
+        seed=seed,
+        time_scale=time_scale,
+        free_rpm=free_rpm,
+        api_key=api_key,
+        keep_bodies=keep_bodies,
+    )
     err.print(f"OpenRouter emulator (not OpenRouter) at http://{host}:{port}/api/v1")
     uvicorn.run(Emulator(config).app, host=host, port=port, log_level="info")
 

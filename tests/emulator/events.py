@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 COMMENT = ": OPENROUTER PROCESSING"
+CHAT = "/api/v1/chat/completions"
 
 
 @dataclass
@@ -85,3 +86,42 @@ def text_of(events: list[Event]) -> str:
         for chunk in data_chunks(events)
         if chunk["choices"]
     )
+
+
+async def post(
+    client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[httpx.Response, list[Event]]:
+    """POST `body` as a streamed chat request and read every event."""
+    started = time.perf_counter()
+    async with client.stream("POST", CHAT, json={**body, "stream": True}, headers=headers) as r:
+        return r, await read(r, started)
+
+
+def choice_deltas(events: list[Event], index: int = 0) -> list[dict[str, Any]]:
+    """The deltas of choice `index`, in order."""
+    return [
+        choice["delta"]
+        for chunk in data_chunks(events)
+        for choice in chunk["choices"]
+        if choice["index"] == index
+    ]
+
+
+def tool_calls_of(events: list[Event], index: int = 0) -> list[dict[str, Any]]:
+    """The tool calls of choice `index`, assembled from their deltas the way OpenAI's SDK does:
+    by `index`, the first delta of a call giving id and name, the others argument fragments."""
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in choice_deltas(events, index):
+        for part in delta.get("tool_calls") or ():
+            call = calls.setdefault(
+                part["index"], {"id": None, "type": "function", "function": {"arguments": ""}}
+            )
+            call["id"] = part.get("id") or call["id"]
+            function = part["function"]
+            if "name" in function:
+                call["function"]["name"] = function["name"]
+            call["function"]["arguments"] += function.get("arguments") or ""
+    return [
+        {"id": call["id"], "type": "function", "function": call["function"]}
+        for _, call in sorted(calls.items())
+    ]

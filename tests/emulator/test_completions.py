@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from llm_gateway.emulator import Emulator
+from llm_gateway.emulator.answers import plan
 from llm_gateway.emulator.catalog import build_catalog
-from llm_gateway.emulator.text import plan
+from llm_gateway.emulator.options import Options
 from tests.emulator.conftest import CHAT, StartEmulator, chat_body
 
 pytestmark = pytest.mark.anyio
@@ -111,13 +112,16 @@ async def test_text_is_deterministic_for_a_seed(start_emulator: StartEmulator) -
 def test_text_is_identical_in_another_process() -> None:
     entry = build_catalog(None)["emulator/fast"]
     messages = [{"role": "user", "content": "Same in every process?"}]
-    here = plan(entry, messages, seed=5, request_seed=None, max_tokens=None).tokens
+    [choice] = plan(entry, messages, Options(), seed=5, request_seed=None, max_tokens=None).choices
+    here = tuple(piece.text for piece in choice.pieces)
     script = (
         "import json; from llm_gateway.emulator.catalog import build_catalog;"
-        "from llm_gateway.emulator.text import plan;"
+        "from llm_gateway.emulator.answers import plan;"
+        "from llm_gateway.emulator.options import Options;"
         "entry = build_catalog(None)['emulator/fast'];"
-        f"print(json.dumps(plan(entry, {messages!r}, seed=5, request_seed=None, "
-        "max_tokens=None).tokens))"
+        f"choice = plan(entry, {messages!r}, Options(), seed=5, request_seed=None, "
+        "max_tokens=None).choices[0];"
+        "print(json.dumps([piece.text for piece in choice.pieces]))"
     )
     there = subprocess.run(
         [sys.executable, "-c", script],

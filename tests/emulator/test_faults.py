@@ -377,6 +377,24 @@ async def test_scripted_queues_model_queue_first(
     assert walked == [200, 500, 200]
 
 
+async def test_an_empty_fault_list_clears_the_queues(client: httpx.AsyncClient) -> None:
+    async def statuses(model: str = "emulator/fast") -> list[int]:
+        return [(await client.post(CHAT, json=chat_body(model))).status_code for _ in range(2)]
+
+    for model in (None, "emulator/fast"):
+        await client.post("/_emulator/faults", json={"faults": ["503", "503"], "model": model})
+        cleared = await client.post("/_emulator/faults", json={"faults": [], "model": model})
+        assert cleared.json() == {"queued": 0, "model": model}
+        assert await statuses() == [200, 200]
+    # Without a model, every queue goes; with one, only that model's.
+    await client.post("/_emulator/faults", json={"faults": ["503"], "model": "emulator/fast"})
+    await client.post("/_emulator/faults", json={"faults": ["502"], "model": "emulator/steady"})
+    await client.post("/_emulator/faults", json={"faults": [], "model": "emulator/steady"})
+    assert await statuses("emulator/steady") == [200, 200]
+    await client.post("/_emulator/faults", json={"faults": []})
+    assert await statuses() == [200, 200]
+
+
 def test_script_rejects_unknown_steps_and_models() -> None:
     emulator = Emulator(EmulatorConfig(time_scale=0))
     with pytest.raises(ValueError, match="unknown fault step 'teapot'"):

@@ -29,18 +29,10 @@ DUMMY_CHOICE = {
 }
 
 
-async def _stream(
-    client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> tuple[httpx.Response, list[events.Event]]:
-    started = time.perf_counter()
-    async with client.stream("POST", CHAT, json={**body, "stream": True}, headers=headers) as r:
-        return r, await events.read(r, started)
-
-
 async def test_stream_follows_openrouters_event_sequence(
     client: httpx.AsyncClient, emulator: Emulator
 ) -> None:
-    response, stream = await _stream(client, chat_body("emulator/fast", max_tokens=5))
+    response, stream = await events.post(client, chat_body("emulator/fast", max_tokens=5))
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
     assert response.headers["cache-control"] == "no-cache"
@@ -73,7 +65,7 @@ async def test_stream_follows_openrouters_event_sequence(
 
 async def test_streamed_text_matches_the_non_streamed_text(client: httpx.AsyncClient) -> None:
     whole = (await client.post(CHAT, json=chat_body("emulator/steady"))).json()
-    _, stream = await _stream(client, chat_body("emulator/steady"))
+    _, stream = await events.post(client, chat_body("emulator/steady"))
     assert events.text_of(stream) == whole["choices"][0]["message"]["content"]
     assert events.data_chunks(stream)[-1]["usage"] == whole["usage"]
 
@@ -84,7 +76,7 @@ async def test_usage_chunk_styles(
 ) -> None:
     _, client = start_emulator(time_scale=0, usage_chunk_style=style)
     for _ in range(2):
-        _, stream = await _stream(client, chat_body(max_tokens=3))
+        _, stream = await events.post(client, chat_body(max_tokens=3))
         usage = events.data_chunks(stream)[-1]
         assert usage["choices"] == choices
         assert list(usage)[-2:] == ["system_fingerprint", "usage"]
@@ -93,7 +85,7 @@ async def test_usage_chunk_styles(
 async def test_usage_chunk_style_alternates_by_default(client: httpx.AsyncClient) -> None:
     shapes = []
     for _ in range(3):
-        _, stream = await _stream(client, chat_body(max_tokens=2))
+        _, stream = await events.post(client, chat_body(max_tokens=2))
         shapes.append(events.data_chunks(stream)[-1]["choices"])
     assert shapes == [[DUMMY_CHOICE], [], [DUMMY_CHOICE]]
 
@@ -140,7 +132,7 @@ async def test_each_event_is_its_own_asgi_body_message() -> None:
 
 async def test_keepalive_comments_come_between_chunks(start_emulator: StartEmulator) -> None:
     _, client = start_emulator(time_scale=0.01, keepalive_every_n_chunks=3)
-    _, stream = await _stream(client, chat_body(max_tokens=10))
+    _, stream = await events.post(client, chat_body(max_tokens=10))
     layout = "".join(
         "c" if e.comment else "t" if e.token_bearing else "-" for e in stream if not e.done
     )
@@ -156,7 +148,7 @@ async def test_keepalive_comments_while_waiting_for_the_first_token(
         keepalive_interval_s=0.1,
     )
     await client.get("/api/v1/models")  # connect first: only the stream is timed
-    _, stream = await _stream(client, chat_body("test/patient", max_tokens=3))
+    _, stream = await events.post(client, chat_body("test/patient", max_tokens=3))
     before_first = stream[: next(i for i, e in enumerate(stream) if not e.comment)]
     assert len(before_first) == 3  # at 0, 0.1 and 0.2 s
     prelude = before_first[0].at
@@ -170,7 +162,7 @@ async def test_timing_follows_the_profile(start_emulator: StartEmulator) -> None
     )
     # Warm the connection so the measurement holds no TCP set-up.
     await client.get("/api/v1/models")
-    _, stream = await _stream(client, chat_body("emulator/steady", max_tokens=13))
+    _, stream = await events.post(client, chat_body("emulator/steady", max_tokens=13))
     tokens = [e.at for e in stream if e.token_bearing]
     assert len(tokens) == 13
     assert tokens[0] == pytest.approx(0.3, abs=0.04)
@@ -190,13 +182,13 @@ async def test_time_scale_zero_answers_at_once(start_emulator: StartEmulator) ->
     await client.get("/api/v1/models")
     started = time.perf_counter()
     await client.post(CHAT, json=chat_body("emulator/slow", max_tokens=50))
-    _, stream = await _stream(client, chat_body("emulator/slow", max_tokens=50))
+    _, stream = await events.post(client, chat_body("emulator/slow", max_tokens=50))
     assert time.perf_counter() - started < 0.1
     assert stream[-1].done
 
 
 async def test_reasoning_streams_reasoning_deltas_first(client: httpx.AsyncClient) -> None:
-    _, stream = await _stream(client, chat_body("emulator/reasoning"))
+    _, stream = await events.post(client, chat_body("emulator/reasoning"))
     deltas = [e.delta for e in stream if e.token_bearing]
     kinds = ["r" if d.get("reasoning") else "c" for d in deltas]
     reasoning = kinds.count("r")
@@ -209,7 +201,7 @@ async def test_reasoning_streams_reasoning_deltas_first(client: httpx.AsyncClien
 
 async def test_echo_streams_the_prompt_verbatim(client: httpx.AsyncClient) -> None:
     prompt = "<script>alert(1)</script>  spaced\nout "
-    _, stream = await _stream(client, chat_body("emulator/echo", content=prompt))
+    _, stream = await events.post(client, chat_body("emulator/echo", content=prompt))
     assert events.text_of(stream) == prompt
 
 

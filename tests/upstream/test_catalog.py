@@ -12,16 +12,9 @@ from llm_gateway.errors import UpstreamUnreachable
 from llm_gateway.runtime import build_client
 from llm_gateway.upstream.catalog import ModelCatalog, normalise
 from tests.conftest import gateway_settings
+from tests.unit.test_catalog_cache import Clock
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _fetches(emulator: Emulator) -> int:

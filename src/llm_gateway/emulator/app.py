@@ -43,14 +43,15 @@ class Emulator:
     """An OpenRouter look-alike for tests, offline use and benchmarks with a known ground truth.
 
     `app` is the Starlette application (`app.state.emulator` is this object); `records` lists
-    every API request in arrival order. Faults come, first match wins, from the
-    `X-Emulator-Faults` header, then from `script()`, then from `config.free_rpm`.
+    the API requests in arrival order, the oldest dropped past `config.records_max_bytes`.
+    Faults come, first match wins, from the `X-Emulator-Faults` header, then from `script()`,
+    then from `config.free_rpm`.
     """
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.catalog = build_catalog(self.config.models)
-        self._recorder = Recorder()
+        self._recorder = Recorder(self.config)
         self.records: list[RequestRecord] = self._recorder.records
         self._faults = FaultBook()
         self._free_window = FreeTierWindow()
@@ -85,8 +86,8 @@ class Emulator:
 
     def script(self, faults: list[str], model: str | None = None) -> None:
         """Queue fault steps: each following chat request (to `model`, or to any model when None)
-        takes the next step; an empty queue means normal answers. Raises ValueError on an unknown
-        step or model."""
+        takes the next step; an empty queue means normal answers. An empty `faults` empties the
+        queue of `model` (every queue when None). Raises ValueError on an unknown step or model."""
         parsed = parse_steps(faults)
         if model is not None and model not in self.catalog:
             raise ValueError(f"unknown model {model!r}; served: {', '.join(self.catalog)}")

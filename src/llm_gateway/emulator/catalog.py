@@ -19,6 +19,7 @@ _CREATED = 1767225600  # 2026-01-01T00:00:00Z: fixed, so the catalogue is identi
 _SLUG_DATE = "20260101"
 _COMMON_PARAMETERS = (
     "frequency_penalty",
+    "logprobs",
     "max_completion_tokens",
     "max_tokens",
     "presence_penalty",
@@ -27,7 +28,16 @@ _COMMON_PARAMETERS = (
     "stop",
     "temperature",
     "top_k",
+    "top_logprobs",
     "top_p",
+)
+# Every model but echo calls tools and answers in JSON: the tests' default models need to.
+_TOOL_PARAMETERS = (
+    "parallel_tool_calls",
+    "response_format",
+    "structured_outputs",
+    "tool_choice",
+    "tools",
 )
 _REASONING_PARAMETERS = ("include_reasoning", "reasoning", "reasoning_effort")
 
@@ -99,7 +109,7 @@ _BUILTINS: dict[str, _Builtin] = {
         32768,
         "echo",
         False,
-        "Emulated model that answers with the last user message verbatim.",
+        "Emulated model that answers with the last user message verbatim (no tools, no JSON mode).",
     ),
     "emulator/instant": _Builtin(
         "Emulator: Instant",
@@ -140,11 +150,18 @@ class CatalogEntry:
             + Decimal(self.completion_price) * completion_tokens
         )
 
+    @property
+    def supported_parameters(self) -> tuple[str, ...]:
+        """The request parameters this model honours, sorted, as /models lists them."""
+        parameters = list(_COMMON_PARAMETERS)
+        if self.behaviour != "echo":
+            parameters += _TOOL_PARAMETERS
+        if self.behaviour == "reasoning":
+            parameters += _REASONING_PARAMETERS
+        return tuple(sorted(parameters))
+
     def to_json(self) -> dict[str, Any]:
         """The model object in OpenRouter's 2026 /models shape (keys in the captured order)."""
-        parameters = list(_COMMON_PARAMETERS)
-        if self.behaviour == "reasoning":
-            parameters = sorted(parameters + list(_REASONING_PARAMETERS))
         return {
             "id": self.id,
             "canonical_slug": self.canonical_slug,
@@ -170,7 +187,7 @@ class CatalogEntry:
                 "is_moderated": False,
             },
             "per_request_limits": None,
-            "supported_parameters": parameters,
+            "supported_parameters": list(self.supported_parameters),
             "default_parameters": {},
             "supported_voices": None,
             "knowledge_cutoff": "2025-06-30",

@@ -12,12 +12,14 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llm_gateway.emulator import errors, payloads, text
+from llm_gateway.emulator import answers, errors, options, payloads, text
 from llm_gateway.emulator.catalog import CatalogEntry
 from llm_gateway.emulator.config import EmulatorConfig
 from llm_gateway.emulator.errors import ErrorReply
 from llm_gateway.emulator.faults import OK, REJECTING_KINDS, Fault, parse_header
+from llm_gateway.emulator.options import Options
 from llm_gateway.emulator.replies import bearer_token, error_reply
+from llm_gateway.emulator.schema_values import SchemaError
 from llm_gateway.emulator.state import (
     FaultBook,
     FreeTierWindow,
@@ -42,10 +44,15 @@ class _ChatRequest:
     messages: list[dict[str, Any]]
     max_tokens: int | None
     seed: int | None
+    options: Options
 
 
 def _parse(
-    raw: bytes, record: RequestRecord, catalog: dict[str, CatalogEntry], default_model: str
+    raw: bytes,
+    record: RequestRecord,
+    recorder: Recorder,
+    catalog: dict[str, CatalogEntry],
+    default_model: str,
 ) -> _ChatRequest | ErrorReply:
     """Check the body as OpenRouter does, noting on the record what the client asked for."""
     try:
@@ -54,7 +61,7 @@ def _parse(
         return errors.bad_request("Invalid JSON in request body")
     if not isinstance(body, dict):
         return errors.bad_request("Request body must be a JSON object")
-    record.body = body
+    recorder.attach_body(record, body, len(raw))
     record.stream = body.get("stream") is True
     fallbacks = body.get("models")
     # Without `model` OpenRouter uses the account default; `models[0]` is the first fallback.
@@ -75,15 +82,22 @@ def _parse(
         max_tokens = body.get("max_tokens")
     if max_tokens is not None and not _positive_int(max_tokens):
         return errors.bad_request("max_tokens must be a positive integer")
+    asked = options.parse(body)
+    if isinstance(asked, ErrorReply):
+        return asked
     entry = catalog.get(model)
     if entry is None:
         return errors.invalid_model(model)
+    fitted = options.fit(asked, entry)
+    if isinstance(fitted, ErrorReply):
+        return fitted
     seed = body.get("seed")
     return _ChatRequest(
         entry,
         messages,
         max_tokens,
         seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        fitted,
     )
 
 
@@ -174,23 +188,29 @@ class ChatEndpoint:
             return error_reply(record, errors.no_credentials())
         if self._config.api_key is not None and token != self._config.api_key:
             return error_reply(record, errors.user_not_found())
-        chat = _parse(await request.body(), record, self._catalog, self._default_model)
+        chat = _parse(
+            await request.body(), record, self._recorder, self._catalog, self._default_model
+        )
         if isinstance(chat, ErrorReply):
             return error_reply(record, chat)
         fault = self._fault_for(request.headers, chat, record)
         if isinstance(fault, ErrorReply):
             return error_reply(record, fault)
 
-        plan = text.plan(
-            chat.entry,
-            chat.messages,
-            seed=self._config.seed,
-            request_seed=chat.seed,
-            max_tokens=chat.max_tokens,
-        )
+        try:
+            plan = answers.plan(
+                chat.entry,
+                chat.messages,
+                chat.options,
+                seed=self._config.seed,
+                request_seed=chat.seed,
+                max_tokens=chat.max_tokens,
+            )
+        except SchemaError as exc:
+            return error_reply(record, errors.bad_request(f"Invalid JSON Schema: {exc}"))
         offsets = schedule(
             chat.entry.profile,
-            len(plan.tokens),
+            plan.steps,
             time_scale=self._config.time_scale,
             rng=self._jitter,
         )

@@ -49,6 +49,10 @@ class EmulatorConfig:
     sleeping at all); the durations named in fault steps (`hang:2`, `stall:1`, ...) and the
     keep-alive cadence are wall-clock and never scaled, because timeout tests depend on them.
 
+    Request records (`Emulator.records`, `GET /_emulator/requests`) are bounded by
+    `records_max_bytes`: the oldest go first. They keep each chat request's JSON body only with
+    `keep_bodies`, since prompts can be megabytes.
+
     Fields may be changed on a running emulator (tests do): each request reads them afresh,
     except `models`, read once when the `Emulator` is built, and `seed` for latency jitter,
     which restarts from it on `Emulator.reset()`. Validation only runs at construction.
@@ -63,6 +67,8 @@ class EmulatorConfig:
     usage_chunk_style: UsageChunkStyle = "alternate"
     generation_lag_s: float = 0.3
     models: dict[str, ModelProfile] | None = None
+    keep_bodies: bool = False
+    records_max_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_scale) and self.time_scale >= 0):
@@ -77,5 +83,7 @@ class EmulatorConfig:
             raise ValueError(f"unknown usage_chunk_style {self.usage_chunk_style!r}")
         if self.generation_lag_s < 0:
             raise ValueError("generation_lag_s must be >= 0")
+        if self.records_max_bytes < 0:
+            raise ValueError("records_max_bytes must be >= 0")
         if self.models is not None and not self.models:
             raise ValueError("models must name at least one model (or be None for the built-ins)")

@@ -91,6 +91,20 @@ def plain_error(status: int, message: str) -> ErrorReply:
     return ErrorReply(status, {"error": {"message": message, "code": status}})
 
 
+def no_tool_endpoints() -> ErrorReply:
+    """404 for `tools` sent to a model that has no endpoint with tool use."""
+    return plain_error(
+        404,
+        "No endpoints found that support tool use. To learn more about provider routing, "
+        "visit: https://openrouter.ai/docs/guides/routing/provider-selection",
+    )
+
+
+def no_parameter_endpoints() -> ErrorReply:
+    """404 under `provider.require_parameters` for a parameter the model does not support."""
+    return plain_error(404, "No endpoints found that can handle the requested parameters.")
+
+
 def _rate_limited(message: str, limit: int, reset_ms: int) -> ErrorReply:
     headers = {
         "X-RateLimit-Limit": str(limit),

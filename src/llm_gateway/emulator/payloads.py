@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
+from llm_gateway.emulator.answers import Choice, Piece
 from llm_gateway.emulator.catalog import PROVIDER_NAME
 from llm_gateway.emulator.errors import USER_ID
 from llm_gateway.emulator.state import Generation
@@ -47,32 +48,62 @@ def usage_object(
     }
 
 
+def _logprobs(choice: Choice, pieces: tuple[Piece, ...]) -> dict[str, Any] | None:
+    if not choice.logprobs:
+        return None
+    return {"content": [piece.logprob for piece in pieces if piece.logprob is not None]}
+
+
+def choice_body(
+    choice: Choice, steps: int, finish_reason: str, error: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A non-streamed choice as far as its first `steps` pieces; `error` makes it the 'error
+    inside a choice' form. With tool calls, `content` is null, as OpenAI-style providers send."""
+    pieces = choice.pieces[:steps]
+    arguments: dict[int, list[str]] = {}
+    for piece in pieces:
+        if piece.kind == "call":
+            arguments[piece.call] = []
+        elif piece.kind == "arguments":
+            arguments[piece.call].append(piece.text)
+    content = "".join(piece.text for piece in pieces if piece.kind == "content")
+    reasoning = "".join(piece.text for piece in pieces if piece.kind == "reasoning")
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if arguments and not content else content,
+        "refusal": None,
+        "reasoning": reasoning or None,
+    }
+    if arguments:
+        message["tool_calls"] = [
+            {
+                "id": choice.calls[number].id,
+                "type": "function",
+                "function": {"name": choice.calls[number].name, "arguments": "".join(parts)},
+            }
+            for number, parts in arguments.items()
+        ]
+    body: dict[str, Any] = {
+        "logprobs": _logprobs(choice, pieces),
+        "finish_reason": finish_reason,
+        "native_finish_reason": finish_reason,
+        "index": choice.index,
+        "message": message,
+    }
+    if error is not None:
+        body["error"] = error
+    return body
+
+
 def completion(
     *,
     generation_id: str,
     model: str,
     created: int,
-    content: str,
-    reasoning: str | None,
-    finish_reason: str,
+    choices: list[dict[str, Any]],
     usage: dict[str, Any],
-    choice_error: dict[str, Any] | None = None,
 ) -> bytes:
-    """A non-streaming chat completion; `choice_error` makes it the 'error inside a choice' form."""
-    choice: dict[str, Any] = {
-        "logprobs": None,
-        "finish_reason": finish_reason,
-        "native_finish_reason": finish_reason,
-        "index": 0,
-        "message": {
-            "role": "assistant",
-            "content": content,
-            "refusal": None,
-            "reasoning": reasoning,
-        },
-    }
-    if choice_error is not None:
-        choice["error"] = choice_error
+    """A non-streaming chat completion of `choice_body` choices."""
     return orjson.dumps(
         {
             "id": generation_id,
@@ -80,7 +111,7 @@ def completion(
             "model": model,
             "object": "chat.completion",
             "created": created,
-            "choices": [choice],
+            "choices": choices,
             "system_fingerprint": "",
             "usage": usage,
         }
@@ -92,14 +123,45 @@ def error_body(error: dict[str, Any]) -> bytes:
     return orjson.dumps({"error": error, "user_id": USER_ID})
 
 
-def _choice(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+def _choice(
+    delta: dict[str, Any],
+    finish_reason: str | None,
+    index: int = 0,
+    logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
-        "index": 0,
+        "index": index,
         "delta": delta,
         "finish_reason": finish_reason,
         "native_finish_reason": finish_reason,
-        "logprobs": None,
+        "logprobs": logprobs,
     }
+
+
+def _delta(choice: Choice, piece: Piece) -> dict[str, Any]:
+    """A piece as a delta. OpenRouter repeats the role in every delta; tool-call deltas carry
+    `content: null`, the first one of a call its id and name, the others argument fragments."""
+    if piece.kind == "content":
+        return {"role": "assistant", "content": piece.text}
+    if piece.kind == "reasoning":
+        detail = {"type": "reasoning.text", "text": piece.text, "format": "unknown", "index": 0}
+        return {
+            "role": "assistant",
+            "content": "",
+            "reasoning": piece.text,
+            "reasoning_details": [detail],
+        }
+    if piece.kind == "call":
+        call = choice.calls[piece.call]
+        head = {
+            "index": piece.call,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        return {"role": "assistant", "content": None, "tool_calls": [head]}
+    fragment = {"index": piece.call, "function": {"arguments": piece.text}, "type": "function"}
+    return {"role": "assistant", "content": None, "tool_calls": [fragment]}
 
 
 class ChunkFramer:
@@ -118,28 +180,18 @@ class ChunkFramer:
         chunk = {**self._head, "choices": choices, "system_fingerprint": "", **extra}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def role(self) -> bytes:
-        """The first chunk: the assistant role with empty content."""
-        return self._frame([_choice({"role": "assistant", "content": ""}, None)])
+    def role(self, index: int = 0) -> bytes:
+        """The first chunk of a choice: the assistant role with empty content."""
+        return self._frame([_choice({"role": "assistant", "content": ""}, None, index)])
 
-    def content(self, token: str) -> bytes:
-        """One content token; OpenRouter repeats the role in every delta."""
-        return self._frame([_choice({"role": "assistant", "content": token}, None)])
+    def piece(self, choice: Choice, piece: Piece) -> bytes:
+        """One piece of a choice, with its logprobs entry when asked for."""
+        logprobs = {"content": [piece.logprob]} if piece.logprob is not None else None
+        return self._frame([_choice(_delta(choice, piece), None, choice.index, logprobs)])
 
-    def reasoning(self, token: str) -> bytes:
-        """One reasoning token (content stays empty), with its `reasoning_details` twin."""
-        detail = {"type": "reasoning.text", "text": token, "format": "unknown", "index": 0}
-        delta = {
-            "role": "assistant",
-            "content": "",
-            "reasoning": token,
-            "reasoning_details": [detail],
-        }
-        return self._frame([_choice(delta, None)])
-
-    def finish(self, finish_reason: str) -> bytes:
-        """The chunk carrying finish_reason; usage follows in a separate chunk."""
-        return self._frame([_choice({"role": "assistant", "content": ""}, finish_reason)])
+    def finish(self, finish_reason: str, index: int = 0) -> bytes:
+        """The chunk carrying a choice's finish_reason; usage follows in a separate chunk."""
+        return self._frame([_choice({"role": "assistant", "content": ""}, finish_reason, index)])
 
     def usage(self, usage: dict[str, Any], shape: UsageShape) -> bytes:
         """The usage chunk: a dummy choice (as captured) or `choices: []` (as documented)."""

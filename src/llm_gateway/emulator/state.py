@@ -13,15 +13,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llm_gateway.emulator.config import EmulatorConfig
 from llm_gateway.emulator.faults import Fault
 
-# Bounds memory when the emulator serves a long benchmark; far above what any test produces.
+# Bounds the generations kept when the emulator serves a long benchmark (each is a few hundred
+# bytes); far above what any test produces.
 MAX_KEPT = 100_000
+# What a record without its body takes in memory, about: the object, its dict, its strings.
+RECORD_BYTES = 512
 
 
 @dataclass
 class RequestRecord:
-    """One API request as the emulator saw and answered it."""
+    """One API request as the emulator saw and answered it.
+
+    `body` is the parsed JSON body of a chat request when `EmulatorConfig.keep_bodies` is on
+    (and it fits the records' byte bound), else None; `body_bytes` is its size as received.
+    """
 
     id: str | None
     method: str
@@ -36,6 +44,7 @@ class RequestRecord:
     finished_at: float | None = None
     completed: bool = False
     cancelled: bool = False
+    body_bytes: int = 0
 
 
 @dataclass
@@ -62,10 +71,17 @@ class Generation:
 
 
 class Recorder:
-    """The ordered list of request records, shared as `Emulator.records`."""
+    """The ordered list of request records, shared as `Emulator.records`, bounded in bytes.
 
-    def __init__(self) -> None:
+    A record counts `RECORD_BYTES`, plus its body's size as received when the body is kept.
+    Past `config.records_max_bytes` the oldest records go, down to 90% of the bound, so the list
+    is shifted once in a while rather than on every request.
+    """
+
+    def __init__(self, config: EmulatorConfig) -> None:
         self.records: list[RequestRecord] = []
+        self._config = config
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def open(self, method: str, path: str, *, authorized: bool) -> RequestRecord:
@@ -83,15 +99,44 @@ class Recorder:
             started_at=time.monotonic(),
         )
         with self._lock:
-            if len(self.records) >= MAX_KEPT:
-                del self.records[: MAX_KEPT // 10]
             self.records.append(record)
+            self._bytes += RECORD_BYTES
+            self._trim()
         return record
+
+    def attach_body(self, record: RequestRecord, body: dict[str, Any], size: int) -> None:
+        """Note the size of the record's body, and keep the body itself if the config says so
+        and it fits the bound on its own."""
+        limit = self._config.records_max_bytes
+        with self._lock:
+            record.body_bytes = size
+            if not self._config.keep_bodies or RECORD_BYTES + size > limit:
+                return
+            record.body = body
+            # Newest first: the record was opened moments ago, unless the bound dropped it since.
+            if any(kept is record for kept in reversed(self.records)):
+                self._bytes += size
+                self._trim()
+
+    @staticmethod
+    def _cost(record: RequestRecord) -> int:
+        return RECORD_BYTES + (record.body_bytes if record.body is not None else 0)
+
+    def _trim(self) -> None:
+        limit = self._config.records_max_bytes
+        if self._bytes <= limit:
+            return
+        target, dropped = limit * 9 // 10, 0
+        while self._bytes > target and dropped < len(self.records):
+            self._bytes -= self._cost(self.records[dropped])
+            dropped += 1
+        del self.records[:dropped]
 
     def clear(self) -> None:
         """Forget every record (in place: holders of `records` see the change)."""
         with self._lock:
             self.records.clear()
+            self._bytes = 0
 
 
 class GenerationStore:
@@ -154,9 +199,15 @@ class FaultBook:
             return steps[index]
 
     def script(self, faults: list[Fault], model: str | None) -> None:
-        """Append steps to the queue of `model` (None = any model)."""
+        """Append steps to the queue of `model` (None = any model). No steps empty that queue,
+        or, for None, every queue: "no more faults"."""
         with self._lock:
-            self._queues.setdefault(model, deque()).extend(faults)
+            if faults:
+                self._queues.setdefault(model, deque()).extend(faults)
+            elif model is None:
+                self._queues.clear()
+            else:
+                self._queues.pop(model, None)
 
     def pop(self, model: str) -> Fault | None:
         """The next scripted step for a request to `model`, model queue first; None when empty."""

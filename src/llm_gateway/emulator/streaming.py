@@ -2,9 +2,10 @@
 
 Timing: every event has an absolute deadline measured from the request's arrival (`t0`): the
 first token at `t0 + ttft`, token i at `t0 + ttft + gap_0 + ... + gap_{i-1}`, the finish chunk
-(and the non-streaming body) one more gap later, i.e. `t0 + ttft + n / tokens_per_s`. Sleeping
-to deadlines instead of sleeping fixed gaps keeps timer overshoot from accumulating. With a zero
-schedule (time_scale 0) no deadline is in the future, so nothing sleeps.
+(and the non-streaming body) one more gap later, i.e. `t0 + ttft + n / tokens_per_s`. With
+several choices, step i sends token i of each choice still going: they run side by side.
+Sleeping to deadlines instead of sleeping fixed gaps keeps timer overshoot from accumulating.
+With a zero schedule (time_scale 0) no deadline is in the future, so nothing sleeps.
 
 Without streaming, the timed faults (hang, keepalive, stall) all delay the whole answer, and a drop
 sends half the body under a full Content-Length before the connection is cut.
@@ -29,11 +30,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from llm_gateway.emulator import errors, payloads
+from llm_gateway.emulator.answers import Plan
 from llm_gateway.emulator.catalog import CatalogEntry
 from llm_gateway.emulator.config import ModelProfile
 from llm_gateway.emulator.faults import Fault
 from llm_gateway.emulator.state import Generation, RequestRecord
-from llm_gateway.emulator.text import Plan
 
 Outcome = Literal["completed", "dropped"]
 
@@ -93,7 +94,7 @@ class PlaybackResponse(Response):
     def __init__(self, playback: Playback) -> None:
         super().__init__(status_code=200)
         self._p = playback
-        self._sent = 0
+        self._steps = 0
         self._first_token_at: float | None = None
         self._finish_reason: str | None = None
         self._finished = False
@@ -131,7 +132,7 @@ class PlaybackResponse(Response):
         p.record.cancelled = outcome is None
         if outcome == "dropped":
             self._finish_reason = "error"
-        reasoning = min(self._sent, p.plan.reasoning_tokens)
+        completion = p.plan.completion_tokens(self._steps)
         p.on_finish(
             Generation(
                 id=p.generation_id,
@@ -143,9 +144,9 @@ class PlaybackResponse(Response):
                 finished_at=now,
                 finish_reason=self._finish_reason,
                 tokens_prompt=p.plan.prompt_tokens,
-                tokens_completion=self._sent,
-                tokens_reasoning=reasoning,
-                cost=p.entry.cost(p.plan.prompt_tokens, self._sent),
+                tokens_completion=completion,
+                tokens_reasoning=p.plan.reasoning_tokens(self._steps),
+                cost=p.entry.cost(p.plan.prompt_tokens, completion),
                 cancelled=outcome is None,
             )
         )
@@ -171,16 +172,17 @@ class PlaybackResponse(Response):
 
     def _usage(self) -> dict[str, Any]:
         plan = self._p.plan
+        completion = plan.completion_tokens(self._steps)
         return payloads.usage_object(
             prompt=plan.prompt_tokens,
-            completion=self._sent,
-            reasoning=min(self._sent, plan.reasoning_tokens),
-            cost=self._p.entry.cost(plan.prompt_tokens, self._sent),
+            completion=completion,
+            reasoning=plan.reasoning_tokens(self._steps),
+            cost=self._p.entry.cost(plan.prompt_tokens, completion),
         )
 
     async def _json(self, send: Send) -> Outcome:
         p = self._p
-        tokens, kind = p.plan.tokens, p.fault.kind
+        kind = p.fault.kind
         t0 = p.record.started_at + (p.fault.seconds if kind in _DELAY_KINDS else 0.0)
         if kind == "error-200":
             await _sleep_until(t0 + p.offsets[0])
@@ -189,21 +191,22 @@ class PlaybackResponse(Response):
             await self._start(send, b"application/json", [(b"content-length", b"%d" % len(body))])
             return await self._last(send, body)
         cut = kind in ("midstream", "error-choice")
-        produced = min(p.fault.count, len(tokens)) if cut else len(tokens)
+        produced = min(p.fault.count, p.plan.steps) if cut else p.plan.steps
         await _sleep_until(t0 + p.offsets[produced])
-        self._sent = produced
+        self._steps = produced
         self._first_token_at = t0 + p.offsets[0] if produced else None
         self._finish_reason = "error" if cut else p.plan.finish_reason
-        split = min(produced, p.plan.reasoning_tokens)
+        error = errors.CHOICE_ERROR if cut else None
+        choices = [
+            payloads.choice_body(choice, produced, "error" if cut else choice.finish_reason, error)
+            for choice in p.plan.choices
+        ]
         body = payloads.completion(
             generation_id=p.generation_id,
             model=p.entry.id,
             created=p.created,
-            content="".join(tokens[split:produced]),
-            reasoning="".join(tokens[:split]) or None,
-            finish_reason=self._finish_reason,
+            choices=choices,
             usage=self._usage(),
-            choice_error=errors.CHOICE_ERROR if cut else None,
         )
         await self._start(send, b"application/json", [(b"content-length", b"%d" % len(body))])
         if kind == "drop":
@@ -214,7 +217,7 @@ class PlaybackResponse(Response):
 
     async def _stream(self, send: Send) -> Outcome:
         p = self._p
-        fault, tokens = p.fault, p.plan.tokens
+        fault = p.fault
         t0 = p.record.started_at
         if fault.kind == "hang":
             await _sleep_until(t0 + fault.seconds)
@@ -236,26 +239,27 @@ class PlaybackResponse(Response):
             self._finish("completed")
             await self._body(send, framer.error(errors.PROVIDER_ERROR_200))
             return await self._last(send, b"")
-        stop = min(fault.count, len(tokens)) if fault.kind in _CUT_KINDS else len(tokens)
+        choices, steps = p.plan.choices, p.plan.steps
+        stop = min(fault.count, steps) if fault.kind in _CUT_KINDS else steps
         shift = 0.0
-        for index in range(stop):
-            await _sleep_until(base + p.offsets[index] + shift)
-            if index == 0:
-                await self._body(send, framer.role())
+        for step in range(stop):
+            await _sleep_until(base + p.offsets[step] + shift)
+            if step == 0:
+                for choice in choices:
+                    await self._body(send, framer.role(choice.index))
                 self._first_token_at = time.monotonic()
-            token = tokens[index]
-            chunk = (
-                framer.reasoning(token)
-                if index < p.plan.reasoning_tokens
-                else framer.content(token)
-            )
-            await self._body(send, chunk)
-            self._sent = index + 1
-            if index == 0 and fault.kind == "stall":
+            for choice in choices:
+                # A choice shorter than the longest finishes when its next piece would be due.
+                if step < len(choice.pieces):
+                    await self._body(send, framer.piece(choice, choice.pieces[step]))
+                elif step == len(choice.pieces):
+                    await self._body(send, framer.finish(choice.finish_reason, choice.index))
+            self._steps = step + 1
+            if step == 0 and fault.kind == "stall":
                 # Measured from the first chunk's real send time, so a late timer cannot
                 # shorten the silence.
                 shift = time.monotonic() - (base + p.offsets[0]) + fault.seconds
-            elif p.keepalive_every and self._sent % p.keepalive_every == 0 and self._sent < stop:
+            elif p.keepalive_every and self._steps % p.keepalive_every == 0 and self._steps < stop:
                 await self._body(send, payloads.KEEPALIVE)
         await _sleep_until(base + p.offsets[stop] + shift)
         if fault.kind == "drop":
@@ -265,10 +269,12 @@ class PlaybackResponse(Response):
             self._finish("completed")
             await self._body(send, framer.error(errors.MIDSTREAM_ERROR))
             return await self._last(send, b"")
-        if not tokens:
-            await self._body(send, framer.role())
         self._finish_reason = p.plan.finish_reason
-        await self._body(send, framer.finish(p.plan.finish_reason))
+        for choice in choices:
+            if not steps:
+                await self._body(send, framer.role(choice.index))
+            if len(choice.pieces) == steps:
+                await self._body(send, framer.finish(choice.finish_reason, choice.index))
         await self._body(send, framer.usage(self._usage(), p.usage_shape))
         self._finish("completed")
         await self._body(send, payloads.DONE)
