@@ -9,9 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from llm_gateway.emulator import Emulator
 from tests.conftest import TEST_KEY, GatewayFactory, read_log
+from tests.servers import serve
 from tests.sse import cancelled_record, leave_after_first_event
 
 pytestmark = pytest.mark.anyio
@@ -303,7 +308,30 @@ async def test_bad_fields_are_400s_naming_the_field(gateway: str, emulator: Emul
         response = await _post(gateway, body)
         message = _assert_openai_error(response, 400, "invalid_request_error", "invalid_request")
         assert mentions in message, change
+        # OpenAI's `param` names the field at fault, as the SDKs expect.
+        assert response.json()["error"]["param"] == mentions.split("`")[1], change
     assert emulator.chat_records() == []
+
+
+async def test_the_clients_bytes_reach_the_upstream_exactly(start_gateway: GatewayFactory) -> None:
+    """Not re-encoded: integers beyond 64 bits, key order and spacing arrive as sent."""
+    received: list[bytes] = []
+    answer = b'{"id":"gen-1","object":"chat.completion","created":1,"model":"m","choices":[]}'
+
+    async def chat(request: Request) -> Response:
+        received.append(await request.body())
+        return Response(answer, media_type="application/json")
+
+    upstream = Starlette(routes=[Route("/chat/completions", chat, methods=["POST"])])
+    sent = (
+        b'{"seed": 1180591620717411303424, "model": "m",\n "messages": '
+        b'[{"content": "hi", "role": "user"}], "zeta": 1.50, "alpha": {"b": 2, "a": 1}}'
+    )
+    with serve(upstream) as url, start_gateway(upstream_url=url) as gateway:
+        response = await _post(gateway, sent, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.content == answer
+    assert received == [sent]
 
 
 async def test_client_disconnect_cancels_the_upstream_stream(

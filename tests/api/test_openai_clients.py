@@ -84,6 +84,14 @@ def test_models_list(client: openai.OpenAI) -> None:
     assert models["emulator/fast"].owned_by == "emulator"
 
 
+def test_models_retrieve(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("emulator/steady:free")
+    assert (model.id, model.object, model.owned_by) == ("emulator/steady:free", "model", "emulator")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("nope/not-a-model")
+    assert missing.value.code == "model_not_found"
+
+
 def test_extra_body_tools_and_response_format_reach_the_upstream(
     client: openai.OpenAI, emulator: Emulator
 ) -> None:
