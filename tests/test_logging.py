@@ -12,7 +12,8 @@ import pytest
 from llm_gateway import generation
 from llm_gateway.app import create_app
 from llm_gateway.emulator import Emulator
-from llm_gateway.logging import LogSink, Redactor, _RotatingFile
+from llm_gateway.logging import LogSink, _RotatingFile
+from llm_gateway.redaction import Redactor
 from tests.conftest import TEST_KEY, GatewayFactory, gateway_settings, read_log
 from tests.servers import serve
 
@@ -193,3 +194,20 @@ def test_the_log_file_rolls_over_and_keeps_every_line(tmp_path: Path) -> None:
     # Oldest lines rolled off the end; the rest are all there, in order.
     assert written[-len(kept.splitlines()) :] == kept.splitlines(keepends=True)
     assert len(kept.splitlines()) >= 8
+
+
+async def test_control_characters_are_escaped_and_long_paths_capped(
+    gateway: str, log_file: Path
+) -> None:
+    """Terminal escapes, NULs and backspaces from a client reach the log escaped, and one
+    anonymous request cannot write a 60,000-character line (found by review)."""
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        await client.get("/nope%1b%5b2J%00%08", headers={"X-Request-ID": "controls"})
+        await client.post("/generate", json={"prompt": "hi", "model": "x\x1b[31m\bred"})
+        await client.get("/" + "a" * 60_000, headers={"X-Request-ID": "long-path"})
+    text = read_log(log_file, waiting_for="[long-path]")
+    assert not any(c in text for c in "\x1b\x00\x08")
+    assert "/nope\\x1b[2J\\x00\\x08" in text
+    assert "x\\x1b[31m\\x08red" in text
+    [line] = [ln for ln in text.splitlines() if "[long-path]" in ln]
+    assert len(line) < 1_000 and "(60001 chars)" in line

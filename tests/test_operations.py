@@ -24,8 +24,11 @@ async def test_health_and_ready(gateway: str, start_gateway: GatewayFactory) -> 
     async with httpx.AsyncClient(base_url=gateway) as client:
         health = await client.get("/health")
         ready = await client.get("/ready")
+        # Probes use HEAD too (found by review: 405).
+        heads = [await client.head(path) for path in ("/health", "/ready")]
     assert health.json() == {"status": "ok", "upstream": "openrouter"}
     assert ready.status_code == 200 and ready.json()["models"] > 0
+    assert [(h.status_code, h.content) for h in heads] == [(200, b""), (200, b"")]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
@@ -35,6 +38,8 @@ async def test_health_and_ready(gateway: str, start_gateway: GatewayFactory) -> 
                 not_ready = await client.get("/ready")
     assert not_ready.status_code == 503
     assert not_ready.json()["error"]["code"] == "not_ready"
+    # Public, so no internal address from the connection error (it is in the log instead).
+    assert "127.0.0.1" not in not_ready.text and "Connect call failed" not in not_ready.text
 
 
 def _sample(text: str, name: str, **labels: str) -> float:

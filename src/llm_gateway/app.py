@@ -16,8 +16,9 @@ from llm_gateway.api.hot import HotRoutes
 from llm_gateway.config import Settings
 from llm_gateway.disconnect import CancelOnDisconnect
 from llm_gateway.limits import BodyLimitMiddleware
-from llm_gateway.logging import AccessLogMiddleware, LogSink, Redactor, current_sink
+from llm_gateway.logging import AccessLogMiddleware, LogSink, current_sink
 from llm_gateway.metrics import GatewayMetrics, MetricsMiddleware
+from llm_gateway.redaction import Redactor
 from llm_gateway.runtime import open_runtime
 from llm_gateway.schemas.errors import ErrorResponse
 from llm_gateway.security import InboundAuthMiddleware
@@ -32,10 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway. Settings come from the environment and `.env` unless given."""
     settings = settings if settings is not None else Settings()
     mode = settings.resolved_upstream()  # fails fast on an impossible configuration
-    key = settings.openrouter_api_key
     inbound = settings.inbound_keys()
-    redact = Redactor([*([key.get_secret_value()] if key else []), *inbound])
-    sink = LogSink(settings.log_dir, settings.log_level, redact)
+    sink = LogSink(settings.log_dir, settings.log_level, Redactor(settings.secrets()))
     metrics = GatewayMetrics()
 
     @asynccontextmanager

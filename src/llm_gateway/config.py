@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         keys.discard("")
         return frozenset(keys)
 
+    def secrets(self) -> list[str]:
+        """What must never leave the process: the upstream key and the inbound keys."""
+        key = self.openrouter_api_key
+        return [*([key.get_secret_value()] if key else []), *self.inbound_keys()]
+
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 

@@ -10,7 +10,8 @@ The log belongs to the app, not to the process:
   the `llm_gateway` logger sends each record to the sink of the app it was logged for, found in
   a context variable that the lifespan and each request set (tasks and `to_thread` calls
   inherit it). A record logged outside any app goes to stderr.
-- Every line is redacted (the upstream key, the inbound keys, any bearer token) and escaped
+- Every line is redacted (`redaction.py`: the upstream key, the inbound keys, any bearer token)
+  and escaped
   (control characters, so a client's input can neither forge a line nor drive a terminal).
 - `AccessLogMiddleware` gives every request an id (the client's `X-Request-ID` when it is sane),
   times it, logs one INFO line when the response ends (streams included) through
@@ -29,7 +30,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,11 +40,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llm_gateway.asgi import route_path
 from llm_gateway.context import CLIENT_CLOSED, RequestContext, current_request
 from llm_gateway.errors import InternalError
+from llm_gateway.redaction import Redactor
 from llm_gateway.rendering import send_error
 
 LOG_FILE = "server_logs.txt"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # What one access line carries of what a client chose: enough to recognise the request, never
 # enough for one anonymous client to push the log history out with huge paths.
@@ -71,20 +72,6 @@ _CONTROLS = str.maketrans(
 def escape_controls(text: str) -> str:
     # `isprintable` is a fast scan, and nearly every line passes it.
     return text if text.isprintable() else text.translate(_CONTROLS)
-
-
-class Redactor:
-    """Replaces secrets (the keys given, and any bearer token) with `***`."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return _BEARER.sub(r"\1***", text) if "earer" in text or "EARER" in text else text
 
 
 class _RotatingFile:

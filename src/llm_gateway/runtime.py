@@ -73,6 +73,7 @@ def build_client(
             budget=settings.retry_budget,
             observer=observer,
         ),
+        secrets=settings.secrets(),
         pool_size=settings.upstream_pool_size,
         headers=headers,
     )

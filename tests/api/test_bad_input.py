@@ -110,3 +110,24 @@ async def test_a_prompt_over_the_limit_is_refused(
     assert long_messages.status_code == 400
     assert "the limit is 10" in long_messages.json()["error"]["message"]
     assert emulator.chat_records() == []
+
+
+DEEP = b'{"prompt": "hi", "model": "emulator/fast", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+HUGE = b'{"prompt": "hi", "model": "emulator/fast", "seed": ' + b"9" * 5000 + b"}"
+
+
+@pytest.mark.parametrize("body", [DEEP, HUGE], ids=["deeply-nested", "5000-digit-integer"])
+@pytest.mark.parametrize("path", ["/generate", "/generate?stream=true", "/v1/chat/completions"])
+async def test_bodies_the_parser_cannot_take_are_400s(
+    gateway: str, emulator: Emulator, body: bytes, path: str
+) -> None:
+    """Found by review: these were a RecursionError and a ValueError (500 and a traceback)."""
+    if path.startswith("/v1"):
+        body = body.replace(b'"prompt": "hi"', b'"messages": [{"role": "user", "content": "hi"}]')
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post(
+            path, content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert emulator.chat_records() == []

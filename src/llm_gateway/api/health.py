@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
@@ -14,27 +15,40 @@ from llm_gateway.errors import GatewayError, NotReady
 from llm_gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
 router = APIRouter(tags=["operations"])
+logger = logging.getLogger("llm_gateway.errors")
 
 # A readiness probe must answer quickly even when the upstream hangs.
 _READY_TIMEOUT_S = 5.0
 
 
-@router.get("/health")
+# Probes use HEAD as often as GET.
+@router.api_route("/health", methods=["GET", "HEAD"])
 async def health(runtime: RuntimeDep) -> Response:
     """Liveness: answers without calling the upstream."""
     return json_response({"status": "ok", "upstream": runtime.upstream})
 
 
-@router.get("/ready", responses={503: {"description": "Not ready (see the error message)"}})
+@router.api_route(
+    "/ready",
+    methods=["GET", "HEAD"],
+    responses={503: {"description": "Not ready (see the error message)"}},
+)
 async def ready(runtime: RuntimeDep) -> Response:
     """Readiness: a key is configured (or the emulator is served) and the upstream answers its
-    model list (a free call, cached). 503 with the reason otherwise."""
+    model list (a free call, cached). 503 with the reason otherwise.
+
+    The probe is public (no key needed), so its answer names the kind of failure only: the
+    upstream's own message and the addresses in it go to the log, not to whoever asks."""
     try:
         async with asyncio.timeout(_READY_TIMEOUT_S):
             models = await runtime.catalog.models()
     except (GatewayError, TimeoutError) as exc:
-        reason = exc.message if isinstance(exc, GatewayError) else "timed out"
-        raise NotReady(f"The upstream is not reachable: {reason}") from None
+        code = exc.code if isinstance(exc, GatewayError) else "upstream_timeout"
+        detail = exc.message if isinstance(exc, GatewayError) else "timed out"
+        logger.warning("not ready: the upstream model list failed (%s): %s", code, detail)
+        raise NotReady(
+            f"The upstream did not answer its model list ({code}); the gateway's log says why."
+        ) from None
     return json_response({"status": "ready", "upstream": runtime.upstream, "models": len(models)})
 
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
 import orjson
 
-from llm_gateway.errors import UpstreamBadResponse
+from llm_gateway.errors import UpstreamBadResponse, UpstreamError
+from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.mapping import TranslateErrors, decode_json, error_from_response
 from llm_gateway.upstream.retry import RetryPolicy
 from llm_gateway.upstream.stream import ChatStream, inband_error
+
+T = TypeVar("T")
 
 # A request body: JSON bytes sent as they are (a passthrough forwards its client's bytes), or a
 # mapping the client encodes.
@@ -65,10 +68,13 @@ class BaseClient:
         retry: RetryPolicy,
         pool_size: int = 256,
         headers: dict[str, str] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.retry = retry
+        # Everything the upstream says is scrubbed of these (its own key always) on the way in.
+        self.redact = Redactor([api_key, *secrets])
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -144,13 +150,26 @@ class BaseClient:
                     raise error or UpstreamBadResponse(
                         f"The upstream answered a stream request with {content_type or 'no type'}"
                     )
-                stream = ChatStream(response, idle_timeout=self.timeouts.idle, started_ns=started)
+                stream = ChatStream(
+                    response,
+                    idle_timeout=self.timeouts.idle,
+                    started_ns=started,
+                    redact=self.redact,
+                )
                 await stream.prime(self.timeouts.stream_commit)
             except BaseException:
                 if response is not None:
                     response.close()
                 raise
         return stream
+
+    async def _retried(self, fn: Callable[[], Awaitable[T]], what: str) -> tuple[T, int]:
+        """`fn` under the retry policy; a failure leaves with its message scrubbed."""
+        try:
+            return await self.retry.call(fn, what=what)
+        except UpstreamError as exc:
+            self.redact.error(exc)
+            raise
 
 
 class UpstreamClient(BaseClient):
@@ -166,7 +185,7 @@ class UpstreamClient(BaseClient):
                 raise UpstreamBadResponse("The upstream model list has no `data` array")
             return [m for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
-        return await self.retry.call(fetch, what="GET /models")
+        return await self._retried(fetch, "GET /models")
 
     async def complete(self, body: Body) -> Reply:
         """A non-streaming chat completion. A 200 that carries an error raises (not retried)."""
@@ -178,12 +197,15 @@ class UpstreamClient(BaseClient):
             started = time.perf_counter_ns()
             return await self._request_json("POST", "/chat/completions", data=encoded)
 
-        (data, raw, headers), attempts = await self.retry.call(send, what="POST /chat/completions")
+        (data, raw, headers), attempts = await self._retried(send, "POST /chat/completions")
         finished = time.perf_counter_ns()
         error = inband_error(data)
         if error is not None:
             error.attempts = attempts
-            raise error
+            raise self.redact.error(error)
+        scrubbed = self.redact.content_bytes(raw)
+        if scrubbed is not raw:  # the upstream echoed a secret: the answer carries none
+            raw, data = scrubbed, orjson.loads(scrubbed)
         body_id = data.get("id")
         generation_id = headers.get("X-Generation-Id") or (
             body_id if isinstance(body_id, str) else None
@@ -198,6 +220,6 @@ class UpstreamClient(BaseClient):
         async def open_() -> ChatStream:
             return await self._open_stream("/chat/completions", encoded)
 
-        stream, attempts = await self.retry.call(open_, what="POST /chat/completions (stream)")
+        stream, attempts = await self._retried(open_, "POST /chat/completions (stream)")
         stream.attempts = attempts
         return stream

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.mapping import error_message
 from llm_gateway.upstream.sse import SSEComment, SSEDecoder, SSEItem
 
@@ -89,8 +90,11 @@ class ChatStream:
         *,
         idle_timeout: float,
         started_ns: int,
+        redact: Redactor | None = None,
     ) -> None:
         self._response = response
+        # What the upstream sends is scrubbed of the gateway's secrets before anyone sees it.
+        self._redact = redact or Redactor()
         self._idle_timeout = idle_timeout
         self._decoder = SSEDecoder()
         # Each item with the perf_counter_ns() of the read that brought it: timing is taken at
@@ -132,7 +136,7 @@ class ChatStream:
             if not isinstance(item, SSEComment) and item.data != "[DONE]":
                 error = inband_error(self._parse(item.data))
                 if error is not None:
-                    raise error
+                    raise self._redact.error(error)
                 break
 
     def _has_buffered_chunk(self) -> bool:
@@ -154,13 +158,14 @@ class ChatStream:
                 self._eof = True
                 self._pending.clear()
                 return None
-            data = self._parse(item.data)
+            raw = self._redact.content(item.data)
+            data = self._parse(raw)
             error = inband_error(data)
             if error is not None:
-                raise error
+                raise self._redact.error(error)
             if _has_finish(data):
                 self._saw_finish = True
-            return Chunk(data, item.data, received_ns)
+            return Chunk(data, raw, received_ns)
 
     def _check_complete(self) -> None:
         # Some OpenAI-compatible servers end without [DONE]; a finish_reason is enough.
@@ -168,14 +173,12 @@ class ChatStream:
             raise UpstreamUnreachable("The upstream closed the stream before it finished")
         self.finished = True
 
-    @staticmethod
-    def _parse(data: str) -> dict[str, Any]:
+    def _parse(self, data: str) -> dict[str, Any]:
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamBadResponse(
-                f"Upstream sent an event that is not JSON: {data[:80]!r}"
-            ) from exc
+            message = f"Upstream sent an event that is not JSON: {data[:80]!r}"
+            raise UpstreamBadResponse(self._redact(message)) from exc
         if not isinstance(parsed, dict):
             raise UpstreamBadResponse("Upstream sent an event that is not a JSON object")
         return parsed
