@@ -21,18 +21,13 @@ logger = logging.getLogger("llm_gateway.errors")
 _READY_TIMEOUT_S = 5.0
 
 
-# Probes use HEAD as often as GET.
-@router.api_route("/health", methods=["GET", "HEAD"])
+@router.get("/health")
 async def health(runtime: RuntimeDep) -> Response:
     """Liveness: answers without calling the upstream."""
     return json_response({"status": "ok", "upstream": runtime.upstream})
 
 
-@router.api_route(
-    "/ready",
-    methods=["GET", "HEAD"],
-    responses={503: {"description": "Not ready (see the error message)"}},
-)
+@router.get("/ready", responses={503: {"description": "Not ready (see the error message)"}})
 async def ready(runtime: RuntimeDep) -> Response:
     """Readiness: a key is configured (or the emulator is served) and the upstream answers its
     model list (a free call, cached). 503 with the reason otherwise.
@@ -50,6 +45,11 @@ async def ready(runtime: RuntimeDep) -> Response:
             f"The upstream did not answer its model list ({code}); the gateway's log says why."
         ) from None
     return json_response({"status": "ready", "upstream": runtime.upstream, "models": len(models)})
+
+
+# Probes use HEAD as often as GET; the same answers, undocumented twice.
+for _path, _probe in (("/health", health), ("/ready", ready)):
+    router.add_api_route(_path, _probe, methods=["HEAD"], include_in_schema=False)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
