@@ -138,3 +138,40 @@ async def test_behind_a_path_prefix_probes_stay_public_and_v1_keeps_its_shape(
     assert health.status_code == 200
     assert refused.status_code == 401
     assert refused.json()["error"]["type"] == "authentication_error"
+
+
+def _network_address() -> str:
+    """An address of this machine that is not loopback (the one a route to the world uses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: picks a route, sends nothing
+        address = str(probe.getsockname()[0])
+    if is_loopback(address):
+        # Loud, not silent: this machine has no network interface to test from.
+        pytest.skip(f"no non-loopback address on this machine (got {address})")
+    return address
+
+
+@pytest.mark.parametrize("allow_open", [False, True])
+async def test_without_keys_the_app_itself_refuses_the_network(
+    emulator_url: str, tmp_path: Path, allow_open: bool
+) -> None:
+    """However it is started (here as `uvicorn --factory ... --host 0.0.0.0` would, bypassing
+    the CLI's check), an app without keys answers only requests that came in over loopback."""
+    address = _network_address()
+    settings = gateway_settings(
+        emulator_url, tmp_path / "logs", allow_open=allow_open, allowed_hosts="*"
+    )
+    with serve(create_app(settings), host="0.0.0.0") as url:
+        port = url.rsplit(":", 1)[1]
+        async with httpx.AsyncClient() as client:
+            remote = await client.post(f"http://{address}:{port}/generate", json=BODY)
+            probe = await client.get(f"http://{address}:{port}/health")
+            local = await client.post(f"http://127.0.0.1:{port}/generate", json=BODY)
+    assert local.status_code == 200
+    assert probe.status_code == 200  # probes stay public (load balancers check them)
+    if allow_open:
+        assert remote.status_code == 200
+    else:
+        assert remote.status_code == 403
+        assert remote.json()["error"]["code"] == "network_access_refused"
+        assert "GATEWAY_API_KEYS" in remote.json()["error"]["message"]

@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from llm_gateway import __version__
 from llm_gateway.api import benchmarks, error_handlers, generate, health, models, openai, openapi
 from llm_gateway.api.hot import HotRoutes
+from llm_gateway.browsers import BrowserGuard
 from llm_gateway.config import Settings
 from llm_gateway.disconnect import CancelOnDisconnect
 from llm_gateway.limits import BodyLimitMiddleware
@@ -21,7 +22,7 @@ from llm_gateway.metrics import GatewayMetrics, MetricsMiddleware
 from llm_gateway.redaction import Redactor
 from llm_gateway.runtime import open_runtime
 from llm_gateway.schemas.errors import ErrorResponse
-from llm_gateway.security import InboundAuthMiddleware
+from llm_gateway.security import InboundAuthMiddleware, LoopbackOnly
 
 logger = logging.getLogger("llm_gateway")
 
@@ -83,12 +84,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     openapi.install(app, HOT_ROUTES)
     error_handlers.install(app)
-    # Added innermost first: access log -> metrics -> disconnect watch -> CORS -> keys ->
-    # body limit -> hot routes -> FastAPI's router.
+    # Added innermost first: access log -> metrics -> disconnect watch -> browser guard ->
+    # CORS -> keys -> body limit -> hot routes -> FastAPI's router.
     app.add_middleware(HotRoutes, routes=HOT_ROUTES)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+    )
     if inbound:
         app.add_middleware(InboundAuthMiddleware, keys=inbound)
+    elif not settings.allow_open:
+        app.add_middleware(LoopbackOnly)
     if settings.cors_origin_list():
         app.add_middleware(
             CORSMiddleware,
@@ -97,6 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Upstream-Attempts", "Retry-After"],
         )
+    app.add_middleware(
+        BrowserGuard,
+        allowed_origins=settings.cors_origin_list(),
+        allowed_hosts=settings.allowed_host_list(),
+    )
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(

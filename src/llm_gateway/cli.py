@@ -83,6 +83,7 @@ def serve(
 ) -> None:
     """Run the gateway (OpenRouter with OPENROUTER_API_KEY, else the built-in emulator)."""
     from llm_gateway.app import create_app
+    from llm_gateway.server import uvicorn_config
 
     settings = _settings()
     try:
@@ -98,15 +99,7 @@ def serve(
             "the gateway already authenticates clients."
         )
         raise typer.Exit(EXIT_USAGE)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=False,
-        log_level="info",
-        # On SIGTERM, open streams get this long to finish before they are cut.
-        timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]
-    )
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, host=host, port=port)).run()
 
 
 @app.command()

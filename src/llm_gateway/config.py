@@ -42,8 +42,14 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     allow_open: bool = False
     cors_origins: str = ""
+    allowed_hosts: str = ""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     shutdown_grace: float = Field(default=10.0, gt=0)
+    # Connections (server.py): slow or idle clients must not hold them for ever.
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    keepalive_timeout: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=10_000, ge=1)
 
     log_dir: Path = Path("logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -111,6 +117,13 @@ class Settings(BaseSettings):
         """What must never leave the process: the upstream key and the inbound keys."""
         key = self.openrouter_api_key
         return [*([key.get_secret_value()] if key else []), *self.inbound_keys()]
+
+    def allowed_host_list(self) -> list[str] | None:
+        """`Host` names served besides loopback ones, or None for any: with inbound keys a
+        rebinding page cannot authenticate, so names matter only without them."""
+        if self.inbound_keys():
+            return None
+        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -11,10 +11,14 @@ GatewayError                    500 internal_error          base; never raised i
 │   │   └── InvalidPromptFile   400 invalid_prompt_file     a benchmark prompt file is unusable
 │   │       └── PromptFileTooLarge  413 prompt_file_too_large
 │   ├── Unauthorized            401 unauthorized            no or wrong inbound key
+│   ├── CrossSiteRequest        403 cross_site_request      a web page's request, not allowed
+│   ├── NetworkAccessRefused    403 network_access_refused  from the network, but no keys are set
+│   ├── HostNotAllowed          403 host_not_allowed        a Host name the gateway does not serve
 │   ├── NotFound                404 not_found               no such route
 │   │   ├── RunNotFound         404 benchmark_not_found     no such benchmark run (or file)
 │   │   └── ModelNotFound       404 model_not_found         no such model in the catalogue
 │   ├── MethodNotAllowed        405 method_not_allowed      `Allow` says what is
+│   ├── RequestTimeout          408 request_timeout         a body too slow (GATEWAY_BODY_TIMEOUT)
 │   ├── PayloadTooLarge         413 payload_too_large       GATEWAY_MAX_BODY_BYTES
 │   └── TooManyJobs             429 too_many_jobs           GATEWAY_BENCH_MAX_JOBS
 ├── NotReady                    503 not_ready               the readiness probe failed
@@ -26,6 +30,7 @@ GatewayError                    500 internal_error          base; never raised i
     ├── UpstreamTimeout         504 upstream_timeout
     ├── UpstreamUnreachable     502 upstream_unreachable    connect error or connection cut
     └── UpstreamBadResponse     502 upstream_bad_response   a 200 carrying an error, or garbage
+        └── UpstreamCutOff      502 upstream_cut_off        a 200 whose body broke off: not retried
 ```
 
 Every error knows its HTTP status, a stable `code` string clients can switch on, the headers
@@ -127,6 +132,21 @@ class Unauthorized(ClientError):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class CrossSiteRequest(ClientError):
+    status = 403
+    code = "cross_site_request"
+
+
+class NetworkAccessRefused(ClientError):
+    status = 403
+    code = "network_access_refused"
+
+
+class HostNotAllowed(ClientError):
+    status = 403
+    code = "host_not_allowed"
+
+
 class NotFound(ClientError):
     status = 404
     code = "not_found"
@@ -150,6 +170,15 @@ class MethodNotAllowed(ClientError):
 
     def headers(self) -> dict[str, str]:
         return {"Allow": ", ".join(self.allow)}
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body may still be on its way: the connection cannot be reused.
+        return {"Connection": "close"}
 
 
 class PayloadTooLarge(ClientError):
@@ -285,3 +314,10 @@ class UpstreamBadResponse(UpstreamError):
     """The upstream said 200 but sent an error, or something that is not a completion."""
 
     code = "upstream_bad_response"
+
+
+class UpstreamCutOff(UpstreamBadResponse):
+    """The upstream answered 2xx and then its body broke off (cut or stalled). Not retried: the
+    generation ran upstream and may already be billed; a second one would be billed again."""
+
+    code = "upstream_cut_off"

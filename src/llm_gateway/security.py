@@ -1,21 +1,32 @@
-"""Inbound access control: the gateway spends its owner's upstream credits, so when keys are
-configured every route but the probes and the docs demands one.
+"""Inbound access control: the gateway spends its owner's upstream credits.
 
-Pure ASGI, before routing: a refused request never reaches a route or the upstream. Keys are
-compared in constant time, every configured key is checked (no early exit that would reveal
-which one nearly matched), and neither the keys nor the presented token are ever logged.
+- With keys configured, every route but the probes and the docs demands one
+  (`InboundAuthMiddleware`). Keys are compared in constant time, every configured key is
+  checked (no early exit that would reveal which one nearly matched), and neither the keys nor
+  the presented token are ever logged.
+- Without keys, the gateway serves only requests that reached it on a loopback address
+  (`LoopbackOnly`), unless `GATEWAY_ALLOW_OPEN=true` says something in front authenticates
+  clients. The check is on each request's local address, so it holds however the app was
+  started (`llm-gateway serve`, `uvicorn --factory ... --host 0.0.0.0`, a process manager
+  handing over a socket): an ASGI app is never told the address it was bound to, only the one
+  each request came in on.
+
+Pure ASGI, before routing: a refused request never reaches a route or the upstream.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway.asgi import route_path
-from llm_gateway.errors import Unauthorized
+from llm_gateway.errors import NetworkAccessRefused, Unauthorized
 from llm_gateway.rendering import send_error
+
+logger = logging.getLogger("llm_gateway.errors")
 
 # Liveness/readiness probes and the API docs stay reachable without a key.
 PUBLIC_PATHS = frozenset(
@@ -68,5 +79,38 @@ class InboundAuthMiddleware:
         reason = "The API key is not valid" if token else "No API key was sent"
         error = Unauthorized(
             f"{reason}: send `Authorization: Bearer <key>` (a key of GATEWAY_API_KEYS)."
+        )
+        await send_error(send, error, path=route_path(scope))
+
+
+class LoopbackOnly:
+    """Answers 403 to requests that arrived on a non-loopback address (no keys are set)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._warned = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if (
+            scope["type"] != "http"
+            or server is None  # a Unix socket: only this machine can reach it
+            or is_loopback(str(server[0]))
+            or route_path(scope) in PUBLIC_PATHS
+        ):
+            await self.app(scope, receive, send)
+            return
+        if not self._warned:  # once: a refused stranger per request must not flood the log
+            self._warned = True
+            logger.error(
+                "refusing requests from the network (%s): no inbound keys are set; set "
+                "GATEWAY_API_KEYS, or GATEWAY_ALLOW_OPEN=true if something in front "
+                "authenticates clients",
+                server[0],
+            )
+        error = NetworkAccessRefused(
+            "This gateway has no inbound keys, so it serves only this machine (loopback). "
+            "Its owner can set GATEWAY_API_KEYS, or GATEWAY_ALLOW_OPEN=true if something in "
+            "front of it authenticates clients."
         )
         await send_error(send, error, path=route_path(scope))

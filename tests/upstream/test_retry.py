@@ -135,3 +135,13 @@ async def test_connect_errors_are_retried_then_reported(start_gateway: GatewayFa
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unreachable"
     assert response.headers["X-Upstream-Attempts"] == "3"
+
+
+async def test_an_answer_cut_after_its_200_is_not_retried(gateway: str, emulator: Emulator) -> None:
+    """The upstream ran (and may have billed) the generation: a retry would pay for a second
+    one. Found by review: it used to be retried."""
+    emulator.script(["drop:2", "ok"])
+    response = await _generate(gateway)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_cut_off"
+    assert len(emulator.chat_records()) == 1

@@ -116,8 +116,7 @@ def parse_json_body(model: type[Model], body: bytes, scope: Scope) -> Model:
     object; 422 naming each field that does not validate."""
     if not body:
         raise InvalidJSON('The request needs a JSON body, e.g. {"prompt": "...", "model": "..."}.')
-    if not _is_json(scope):
-        raise InvalidJSON(NOT_JSON)
+    require_json(scope)
     try:
         # pydantic's own parser: one pass from bytes to the model, with a nesting limit and
         # arbitrary-size integers (so a huge number is a field error, not a crash).
@@ -126,14 +125,18 @@ def parse_json_body(model: type[Model], body: bytes, scope: Scope) -> Model:
         raise invalid_request(exc.errors(include_url=False)) from None
 
 
-def _is_json(scope: Scope) -> bool:
+def require_json(scope: Scope) -> None:
+    """400 unless the body is declared JSON. Not a formality: a browser sends `text/plain` or a
+    form cross-site without asking first (no CORS preflight), JSON only after asking."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             mime: bytes = value.partition(b";")[0].strip().lower()
-            return mime == b"application/json" or (
+            if mime == b"application/json" or (
                 mime.startswith(b"application/") and mime.endswith(b"+json")
-            )
-    return False
+            ):
+                return
+            break
+    raise InvalidJSON(NOT_JSON)
 
 
 def query_flag(scope: Scope, name: str) -> bool:

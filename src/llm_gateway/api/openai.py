@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from llm_gateway.api.deps import RuntimeDep
-from llm_gateway.api.hot import HotRoute
+from llm_gateway.api.hot import HotRoute, require_json
 from llm_gateway.api.responses import json_response
 from llm_gateway.api.streaming import EventStreamResponse, guard_stream, sse_event
 from llm_gateway.context import record_attempts
@@ -80,8 +80,10 @@ async def retrieve_model(runtime: RuntimeDep, model_id: str) -> Response:
     )
 
 
-async def chat_completions(runtime: Runtime, body: bytes, _scope: Scope) -> Response:
+async def chat_completions(runtime: Runtime, body: bytes, scope: Scope) -> Response:
     """OpenAI Chat Completions, passed through to the upstream (OpenRouter extras included)."""
+    if body.strip():  # an empty body has a better message of its own
+        require_json(scope)
     settings = runtime.settings
     payload = check_chat_request(
         body,

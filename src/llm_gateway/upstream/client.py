@@ -16,7 +16,13 @@ from typing import Any, TypeAlias, TypeVar
 import aiohttp
 import orjson
 
-from llm_gateway.errors import UpstreamBadResponse, UpstreamError
+from llm_gateway.errors import (
+    UpstreamBadResponse,
+    UpstreamCutOff,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.mapping import TranslateErrors, decode_json, error_from_response
 from llm_gateway.upstream.retry import RetryPolicy
@@ -104,19 +110,32 @@ class BaseClient:
     async def _request_json(
         self, method: str, path: str, *, data: bytes | None = None
     ) -> tuple[dict[str, Any], bytes, Mapping[str, str]]:
-        """One request, read whole within the total timeout; non-2xx raises the mapped error."""
-        with TranslateErrors(f"{method} {path}", self.timeouts.total):
-            async with (
-                asyncio.timeout(self.timeouts.total),
-                self.session.request(
-                    method, self.base_url + path, data=data, allow_redirects=False
-                ) as response,
-            ):
-                body = await response.read()
-                # aiohttp's own (case-insensitive) mapping: OpenAI-compatible servers spell
-                # header names in any case, and copying them costs on every call.
-                headers = response.headers
-                status = response.status
+        """One request, read whole within the total timeout; non-2xx raises the mapped error.
+
+        A failure after a 2xx status line (the body cut off or stalled) is `UpstreamCutOff`,
+        which is not retried: the upstream ran the generation and may already have billed it.
+        """
+        status = 0
+        try:
+            with TranslateErrors(f"{method} {path}", self.timeouts.total):
+                async with (
+                    asyncio.timeout(self.timeouts.total),
+                    self.session.request(
+                        method, self.base_url + path, data=data, allow_redirects=False
+                    ) as response,
+                ):
+                    status = response.status
+                    body = await response.read()
+                    # aiohttp's own (case-insensitive) mapping: OpenAI-compatible servers
+                    # spell header names in any case, and copying them costs on every call.
+                    headers = response.headers
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
+            if 200 <= status < 300:
+                raise UpstreamCutOff(
+                    f"The upstream's answer to {method} {path} broke off after its {status}: "
+                    f"{exc.message}"
+                ) from exc
+            raise
         if status >= 300:
             raise error_from_response(status, body, headers)
         parsed = decode_json(body)

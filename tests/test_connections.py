@@ -1,0 +1,117 @@
+"""Slow and idle clients cannot hold the gateway's connections (issue 10: 300 connections
+sending partial headers and 300 sending a slow body all stayed open after 20 s). One real
+`llm-gateway serve` process, with short limits, checked over raw sockets."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from llm_gateway.server import raise_open_file_limit
+from tests.conftest import CLI, TEST_KEY
+
+LIMITS = {
+    "GATEWAY_HEADER_TIMEOUT": "0.5",
+    "GATEWAY_BODY_TIMEOUT": "0.5",
+    "GATEWAY_MAX_CONNECTIONS": "8",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One gateway for the module. Nothing here reaches the upstream: none is running."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        OPENROUTER_API_KEY=TEST_KEY,
+        GATEWAY_UPSTREAM_URL="http://127.0.0.1:9/api/v1",
+        GATEWAY_LOG_DIR=str(tmp_path_factory.mktemp("logs")),
+        **LIMITS,
+    )
+    process = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the gateway did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _connect(port: int, first_bytes: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(first_bytes)
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (within the socket timeout)."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_slow_headers_and_slow_bodies_are_cut_off(served: int) -> None:
+    silent = _connect(served, b"")
+    partial = _connect(served, b"POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    body = b'{"prompt": "hi", "model": "emulator/fast"}'
+    trickle = _connect(
+        served,
+        b"POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:5],
+    )
+    with silent, partial, trickle:
+        # Each is answered 408 and closed, well within the socket's 5 s timeout.
+        assert _read_all(silent).startswith(b"HTTP/1.1 408")
+        assert _read_all(partial).startswith(b"HTTP/1.1 408")
+        answer = _read_all(trickle)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b'"code":"request_timeout"' in answer  # from the app: in the error shape
+
+
+def test_connections_beyond_the_cap_are_refused_at_once(served: int) -> None:
+    idle = [_connect(served, b"") for _ in range(int(LIMITS["GATEWAY_MAX_CONNECTIONS"]) + 2)]
+    try:
+        one_more = _connect(served, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with one_more:
+            assert one_more.recv(4096).startswith(b"HTTP/1.1 503")
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_the_open_file_limit_is_raised_to_fit_the_connection_cap() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        wanted = soft + 16 if hard == resource.RLIM_INFINITY else min(soft + 16, hard)
+        raise_open_file_limit(wanted)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == wanted
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
