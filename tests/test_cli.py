@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
+import time
+from pathlib import Path
+
+import httpx
 
 from llm_gateway.emulator import Emulator
 from tests.conftest import CLI, TEST_KEY
@@ -58,3 +65,33 @@ def test_a_bad_configuration_exits_2_with_a_reason(cli_env: dict[str, str]) -> N
     result = _run(["serve", "--port", "1"], bad)
     assert result.returncode == 2
     assert "OPENROUTER_API_KEY is not set" in result.stderr
+
+
+def test_serving_the_built_in_emulator_still_says_where_the_gateway_is(tmp_path: Path) -> None:
+    """Found by a newcomer: with no key, uvicorn's "running on" and shutdown lines were missing
+    (the embedded emulator's server lowered the shared logger) and the only URL on screen was
+    the emulator's internal one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.pop("OPENROUTER_API_KEY", None)
+    env["GATEWAY_LOG_DIR"] = str(tmp_path)
+    process = subprocess.Popen(
+        [CLI, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in stderr
+    assert "Application startup complete" in stderr and "Shutting down" in stderr
+    assert stderr.count("Uvicorn running on") == 1  # not the emulator's own
+    assert "BUILT-IN EMULATOR" in stderr

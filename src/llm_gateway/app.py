@@ -124,9 +124,10 @@ def _emulator_banner(url: str) -> None:
     rule = "=" * 78
     for line in (
         rule,
-        f"NO OPENROUTER_API_KEY SET: serving the BUILT-IN EMULATOR at {url}",
+        "NO OPENROUTER_API_KEY SET: the gateway's upstream is the BUILT-IN EMULATOR",
         "Answers are synthetic, not from real models: `GET /models` lists the emulated ones",
         "(ids start with `emulator/`). Every response carries `X-Upstream: emulator`.",
+        f"(The emulator listens at {url} for the gateway; call the gateway itself.)",
         "Put OPENROUTER_API_KEY=... in .env (see .env.example) to use OpenRouter.",
         rule,
     ):

@@ -39,6 +39,9 @@ app = typer.Typer(
     help="A fast, reliable gateway and benchmark for OpenRouter and OpenAI-compatible LLM APIs.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help: flags without a `<bool>` type (which read as `--json true`), and readable
+    # at 80 columns and in a pipe.
+    rich_markup_mode=None,
 )
 out_console = Console()
 err = Console(stderr=True, soft_wrap=True)

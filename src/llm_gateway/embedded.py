@@ -4,10 +4,17 @@ Used to run the built-in emulator next to the gateway when no upstream key is co
 by the tests to put real servers on loopback. A thread (with its own event loop) keeps the
 emulator's work off the gateway's loop, as a real upstream would be, and keeps uvicorn from
 installing signal handlers (it only does so on the main thread).
+
+uvicorn's loggers are process-wide, and they are the gateway's own server's too: an embedded
+server must not configure them (it once set `uvicorn.error` to WARNING, and the gateway's
+"Uvicorn running on ..." and shutdown lines vanished), and its own start-up lines, which name
+its internal port, must not look like the gateway's. So it leaves logging alone, and a filter
+drops the records its thread logs to uvicorn's loggers.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -15,6 +22,18 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+_THREAD_PREFIX = "llm-gateway-embedded-"
+
+
+class _FromEmbeddedServers(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.threadName or not record.threadName.startswith(_THREAD_PREFIX)
+
+
+_QUIET = _FromEmbeddedServers()
+for _name in ("uvicorn.error", "uvicorn.access"):
+    logging.getLogger(_name).addFilter(_QUIET)
 
 
 class BackgroundServer:
@@ -25,12 +44,21 @@ class BackgroundServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.url = f"http://{host}:{self._sock.getsockname()[1]}"
-        config.setdefault("log_level", "warning")
         self._server = uvicorn.Server(
-            uvicorn.Config(app, lifespan="on", timeout_graceful_shutdown=1, **config)
+            uvicorn.Config(
+                app,
+                lifespan="on",
+                timeout_graceful_shutdown=1,
+                log_config=None,
+                log_level=None,
+                **config,
+            )
         )
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name=f"{_THREAD_PREFIX}{self.url}",
+            daemon=True,
         )
 
     def start(self, timeout: float = 10.0) -> str:

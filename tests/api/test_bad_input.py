@@ -73,6 +73,14 @@ async def test_invalid_fields_are_named_in_the_message(
     assert emulator.chat_records() == []
 
 
+async def test_a_number_sent_as_a_string_says_so(gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as client:
+        response = await client.post("/generate", json={**GOOD, "max_tokens": "100"})
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "max_tokens" in message and "not a string" in message and "without quotes" in message
+
+
 @pytest.mark.parametrize("field", ["prompt", "system", "model"])
 async def test_unpaired_surrogates_are_refused(
     gateway: str, emulator: Emulator, field: str

@@ -103,7 +103,14 @@ def not_json(detail: str) -> InvalidJSON:
 def _describe(error: Mapping[str, Any]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    value = error.get("input")
+    if error.get("type") in _NUMBER_TYPES and isinstance(value, str):
+        # A common client mistake, with a message that does not show it: "12" for 12.
+        message += f", not a string (got {value!r:.40}: send it without quotes)"
     return f"{where}: {message}"
+
+
+_NUMBER_TYPES = frozenset({"int_type", "float_type", "bool_type"})
 
 
 def install(app: FastAPI) -> None:
