@@ -129,7 +129,7 @@ async def test_concurrency_overlaps_requests(
     window = max(r.offset_seconds + r.done_seconds for r in records)  # type: ignore[operator]
     serial = sum(r.done_seconds for r in records)  # type: ignore[misc]
     assert window < serial / 2
-    assert runner.lag.summary()["loop_lag_max_s"] is not None
+    assert runner.lag.summary().loop_lag_max_s is not None
 
 
 async def test_rate_paces_the_sends(bench_client: UpstreamClient) -> None:
@@ -160,8 +160,8 @@ async def test_an_interrupted_run_keeps_every_finished_record(
         await task
     kept = run.records()
     assert 3 <= len(kept) < config.requests
-    assert run.status()["status"] == "interrupted"
-    assert run.manifest()["status"] == "interrupted"
+    assert run.status().status == "interrupted"
+    assert run.manifest().status == "interrupted"
     summary = run.summary()
-    assert summary is not None and summary["requests"] == len(kept)
+    assert summary is not None and summary.requests == len(kept)
     assert run.file("report.html").exists()

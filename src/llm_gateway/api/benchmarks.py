@@ -11,9 +11,10 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
+from llm_gateway.bench.documents import ACTIVE, RunResult
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
-from llm_gateway.bench.store import ACTIVE, REPORT, RESULTS_CSV, RunDir
+from llm_gateway.bench.store import REPORT, RESULTS_CSV, RunDir
 from llm_gateway.errors import InvalidRequest, RunNotFound
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
@@ -118,7 +119,7 @@ async def run_benchmark(
         runtime.jobs.check_room()
     run = runtime.runs.create()
 
-    async def work() -> dict[str, Any]:
+    async def work() -> RunResult:
         return await pipeline.execute(run, config, prompts, runtime.client, _upstream(runtime))
 
     if background:
@@ -138,7 +139,7 @@ async def run_benchmark(
     result = await work()
     if visualize:
         return HTMLResponse(run.file(REPORT).read_text(encoding="utf-8"), headers=_REPORT_HEADERS)
-    return json_response({**result, "links": _links(run.id)})
+    return json_response({**result.model_dump(mode="json"), "links": _links(run.id)})
 
 
 def _run(runtime: Runtime, run_id: str) -> RunDir:
@@ -159,13 +160,13 @@ async def list_benchmarks(runtime: RuntimeDep) -> Response:
         items.append(
             {
                 "id": run.id,
-                "status": status.get("status"),
-                "progress": status.get("progress"),
-                "created_at": manifest.get("created_at"),
-                "models": manifest.get("models"),
-                "requests": summary.get("requests") if summary else None,
-                "ok": summary.get("ok") if summary else None,
-                "failed": summary.get("failed") if summary else None,
+                "status": status.status,
+                "progress": status.progress.model_dump() if status.progress else None,
+                "created_at": manifest.created_at,
+                "models": manifest.models,
+                "requests": summary.requests if summary else None,
+                "ok": summary.ok if summary else None,
+                "failed": summary.failed if summary else None,
                 "links": _links(run.id),
             }
         )
@@ -182,17 +183,18 @@ async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
     """A run's status and progress, and its statistics once it has finished."""
     run = _run(runtime, run_id)
     status = run.status()
-    state = status.get("status", "unknown")
+    state = status.status
     # The summary is written before the report and the final status: until the status says
     # the run has ended, it is not the run's last word.
     summary = None if state in ACTIVE else run.summary()
+    result = pipeline.result(run, summary, state) if summary is not None else None
     return json_response(
         {
             "id": run.id,
             "status": state,
-            "progress": status.get("progress"),
-            "error": status.get("error"),
-            "summary": pipeline.result(run, summary, state) if summary is not None else None,
+            "progress": status.progress.model_dump() if status.progress else None,
+            "error": status.error,
+            "summary": result.model_dump(mode="json") if result is not None else None,
             "links": _links(run.id),
         }
     )

@@ -11,8 +11,17 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from llm_gateway.bench.documents import (
+    ClientLag,
+    Manifest,
+    PromptFileInfo,
+    RunFiles,
+    RunResult,
+    RunState,
+    Summary,
+    UpstreamInfo,
+)
 from llm_gateway.bench.prompts import PromptFile
 from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.report import render_report
@@ -50,38 +59,33 @@ def _now() -> str:
 
 def manifest(
     run: RunDir, config: BenchConfig, prompt_file: PromptFile, upstream: Upstream
-) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "created_at": _now(),
-        "finished_at": None,
-        "status": "running",
-        "upstream": {"url": upstream.url, "kind": upstream.kind},
-        "models": list(config.models),
-        "models_served": {},
-        "prompt_file": {
-            "name": prompt_file.name,
-            "sha256": prompt_file.sha256,
-            "prompts": len(prompt_file.prompts),
-        },
-        "config": config.manifest(),
-        "versions": _versions(),
-        "client": {},
-    }
+) -> Manifest:
+    return Manifest(
+        id=run.id,
+        created_at=_now(),
+        status="running",
+        upstream=UpstreamInfo(url=upstream.url, kind=upstream.kind),
+        models=list(config.models),
+        prompt_file=PromptFileInfo(
+            name=prompt_file.name, sha256=prompt_file.sha256, prompts=len(prompt_file.prompts)
+        ),
+        config=config.manifest(),
+        versions=_versions(),
+    )
 
 
-def files(run: RunDir) -> dict[str, str]:
-    return {
-        "results_csv": str(run.file(RESULTS_CSV)),
-        "summary": str(run.file(SUMMARY)),
-        "manifest": str(run.file(MANIFEST)),
-        "report": str(run.file(REPORT)),
-    }
+def files(run: RunDir) -> RunFiles:
+    return RunFiles(
+        results_csv=str(run.file(RESULTS_CSV)),
+        summary=str(run.file(SUMMARY)),
+        manifest=str(run.file(MANIFEST)),
+        report=str(run.file(REPORT)),
+    )
 
 
-def result(run: RunDir, summary: dict[str, Any], status: str) -> dict[str, Any]:
-    """The JSON a caller gets for a finished run: the summary plus where its files are."""
-    return {"run_id": run.id, "status": status, **summary, "files": files(run)}
+def result(run: RunDir, summary: Summary, status: RunState) -> RunResult:
+    """What a caller gets for a finished run: the summary plus its id, status and files."""
+    return RunResult(run_id=run.id, status=status, **dict(summary), files=files(run))
 
 
 async def execute(
@@ -92,7 +96,7 @@ async def execute(
     upstream: Upstream,
     *,
     on_progress: Callable[[int, int, RequestRecord], None] | None = None,
-) -> dict[str, Any]:
+) -> RunResult:
     """Run the benchmark into `run`; the files are complete even if it is cancelled."""
     meta = manifest(run, config, prompt_file, upstream)
     run.write_manifest(meta)
@@ -115,7 +119,7 @@ async def execute(
         # Interrupted or failed: write what was measured right here, without awaiting (a
         # cancelled task may not get to run another step).
         heartbeat.cancel()
-        status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
+        status: RunState = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
         finish(run, runner.records, meta, status, client_lag=runner.lag.summary())
         raise
     heartbeat.cancel()
@@ -138,30 +142,27 @@ async def _heartbeat(run: RunDir, runner: Runner) -> None:
 def finish(
     run: RunDir,
     records: list[RequestRecord],
-    meta: dict[str, Any],
-    status: str,
+    meta: Manifest,
+    status: RunState,
     *,
-    client_lag: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    client_lag: ClientLag | None = None,
+) -> Summary:
     """Write summary, manifest, report and final status for whatever was measured."""
     run.close()
     summary = summarize(records)
-    meta = {
-        **meta,
-        "status": status,
-        "finished_at": _now(),
-        "models_served": _served(records),
-        "client": client_lag if client_lag is not None else meta.get("client", {}),
-    }
+    meta = meta.model_copy(
+        update={
+            "status": status,
+            "finished_at": _now(),
+            "models_served": _served(records),
+            "client": client_lag or meta.client,
+        }
+    )
     run.write_manifest(meta)
     run.write_summary(summary)
     run.write_report(render_report(summary, records, meta))
     measured = sum(1 for r in records if not r.warmup)
-    planned = (
-        (meta.get("config") or {}).get("runs", 0)
-        * (meta.get("prompt_file") or {}).get("prompts", 0)
-        * len(meta.get("models") or [])
-    )
+    planned = (meta.config.runs or 0) * meta.prompt_file.prompts * len(meta.models)
     total = planned or measured
     run.write_status(status, done=measured, total=total)
     logger.info(
@@ -170,7 +171,7 @@ def finish(
         status,
         measured,
         total,
-        summary["failed"],
+        summary.failed,
     )
     return summary
 

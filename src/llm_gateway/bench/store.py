@@ -24,10 +24,20 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
+from llm_gateway.bench.documents import (
+    ACTIVE,
+    Document,
+    Manifest,
+    Progress,
+    RunState,
+    RunStatus,
+    Summary,
+)
 from llm_gateway.bench.records import RequestRecord
 
 RESULTS_CSV = "benchmark_results.csv"
@@ -39,20 +49,22 @@ REPORT = "report.html"
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 HEARTBEAT_S = 0.5  # status.json is rewritten at most this often (progress + liveness)
 STALE_AFTER_S = 30.0
-ACTIVE = ("queued", "running")
+
+D = TypeVar("D", bound=Document)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, document: BaseModel) -> None:
     """Write atomically, so a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    tmp.write_bytes(orjson.dumps(document.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
     os.replace(tmp, path)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, kind: type[D]) -> D | None:
+    """The document in `path`, or None when it is missing or not a JSON object at all."""
     try:
-        return orjson.loads(path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
+        return kind.model_validate(orjson.loads(path.read_bytes()))
+    except (FileNotFoundError, orjson.JSONDecodeError, ValidationError):
         return None
 
 
@@ -92,46 +104,40 @@ class RunDir:
         except FileNotFoundError:
             return []
 
-    def write_status(self, status: str, *, done: int, total: int, error: str | None = None) -> None:
-        _write_json(
-            self.file(STATUS),
-            {
-                "id": self.id,
-                "status": status,
-                "progress": {"done": done, "total": total},
-                "error": error,
-                "updated_at": time.time(),
-            },
+    def write_status(
+        self, status: RunState, *, done: int, total: int, error: str | None = None
+    ) -> None:
+        progress = Progress(done=done, total=total)
+        document = RunStatus(
+            id=self.id, status=status, progress=progress, error=error, updated_at=time.time()
         )
+        _write_json(self.file(STATUS), document)
         self._status_written = time.monotonic()
 
     def heartbeat_due(self) -> bool:
         return time.monotonic() - self._status_written >= HEARTBEAT_S
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RunStatus:
         """The run's status; a silent "running" run is reported as interrupted."""
-        status = _read_json(self.file(STATUS))
-        if not isinstance(status, dict):
+        status = _read_json(self.file(STATUS), RunStatus)
+        if status is None:
             done = self.file(SUMMARY).exists()
-            return {"id": self.id, "status": "done" if done else "unknown", "progress": None}
-        stale = time.time() - float(status.get("updated_at") or 0) > STALE_AFTER_S
-        if status.get("status") in ACTIVE and stale:
-            status["status"] = "interrupted"
+            return RunStatus(id=self.id, status="done" if done else "unknown")
+        if status.status in ACTIVE and time.time() - status.updated_at > STALE_AFTER_S:
+            return status.model_copy(update={"status": "interrupted"})
         return status
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest) -> None:
         _write_json(self.file(MANIFEST), manifest)
 
-    def manifest(self) -> dict[str, Any]:
-        data = _read_json(self.file(MANIFEST))
-        return data if isinstance(data, dict) else {}
+    def manifest(self) -> Manifest:
+        return _read_json(self.file(MANIFEST), Manifest) or Manifest(id=self.id)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
+    def write_summary(self, summary: Summary) -> None:
         _write_json(self.file(SUMMARY), summary)
 
-    def summary(self) -> dict[str, Any] | None:
-        data = _read_json(self.file(SUMMARY))
-        return data if isinstance(data, dict) else None
+    def summary(self) -> Summary | None:
+        return _read_json(self.file(SUMMARY), Summary)
 
     def write_report(self, html: str) -> None:
         tmp = self.file(REPORT + ".tmp")

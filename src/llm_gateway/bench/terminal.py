@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from llm_gateway.bench import pipeline
+from llm_gateway.bench.documents import ACTIVE, Distribution, RunResult, Summary
 from llm_gateway.bench.prompts import PromptFile
 from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.runner import BenchConfig
@@ -30,11 +30,11 @@ from llm_gateway.runtime import build_client, display_url, open_runtime
 EXIT_INTERRUPTED = 130
 
 
-def _seconds(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+def _seconds(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "-"
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: Summary) -> Table:
     """Per model: the brief's mean latency and std_dev first, then the rest."""
     table = Table(title="Benchmark summary (seconds)")
     table.add_column("model", no_wrap=True)  # ids must stay readable; numbers can wrap
@@ -42,21 +42,20 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_column(name, justify="right")
     table.add_column("tokens/s", justify="right")
     table.add_column("errors")
-    for model, group in summary["models"].items():
-        latency = group["latency"] or {}
-        ttft = group["ttft"] or {}
-        speed = group["tokens_per_s"] or {}
+    for model, group in summary.models.items():
+        latency = group.latency or Distribution()
+        speed = (group.tokens_per_s or Distribution()).avg
         table.add_row(
             model,
-            str(group["ok"]),
-            str(group["failed"]),
-            _seconds(latency.get("avg")),
-            _seconds(latency.get("std_dev")),
-            _seconds(latency.get("p50")),
-            _seconds(latency.get("p95")),
-            _seconds(ttft.get("avg")),
-            f"{speed['avg']:.1f}" if speed.get("avg") is not None else "-",
-            ", ".join(f"{k} {v}" for k, v in group["errors"].items()) or "",
+            str(group.ok),
+            str(group.failed),
+            _seconds(latency.avg),
+            _seconds(latency.std_dev),
+            _seconds(latency.p50),
+            _seconds(latency.p95),
+            _seconds((group.ttft or Distribution()).avg),
+            f"{speed:.1f}" if speed is not None else "-",
+            ", ".join(f"{k} {v}" for k, v in group.errors.items()),
         )
     return table
 
@@ -84,12 +83,12 @@ def run_bench(
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         return 1
     console.print(summary_table(result))
-    throughput = result["throughput"]
+    throughput = result.throughput
     console.print(
-        f"{result['ok']} ok, {result['failed']} failed in {throughput['window_s']:.2f}s "
-        f"({throughput['requests_per_s'] or 0:.2f} req/s)"
+        f"{result.ok} ok, {result.failed} failed in {throughput.window_s:.2f}s "
+        f"({throughput.requests_per_s or 0:.2f} req/s)"
     )
-    for name, path in result["files"].items():
+    for name, path in result.files.model_dump().items():
         console.print(f"  {name}: {path}")
     return 0
 
@@ -102,7 +101,7 @@ async def _run(
     base_url: str | None,
     api_key: str | None,
     console: Console,
-) -> dict[str, Any]:
+) -> RunResult:
     async with AsyncExitStack() as stack:
         if base_url is not None:
             client = build_client(settings, base_url=base_url, api_key=api_key or "none")
@@ -147,8 +146,8 @@ def rerender(run_dir: Path, *, console: Console) -> int:
         )
         return 2
     manifest = run.manifest()
-    status = manifest.get("status") or "done"
-    if status in ("queued", "running"):  # its process died before it could say so
+    status = "done" if manifest.status == "unknown" else manifest.status
+    if status in ACTIVE:  # its process died before it could say so
         status = "interrupted"
     summary = pipeline.finish(run, records, manifest, status)
     console.print(summary_table(summary))
