@@ -1,4 +1,5 @@
-"""The benchmark in a terminal: a live progress bar, a summary table, the paths written."""
+"""`llm-gateway bench` and `report` in a terminal: a live progress bar, a summary table, the
+paths written. The benchmark itself is `bench.pipeline`'s, the same the HTTP endpoint runs."""
 
 from __future__ import annotations
 
@@ -22,12 +23,11 @@ from llm_gateway.bench.documents import ACTIVE, Distribution, RunResult, Summary
 from llm_gateway.bench.prompts import PromptFile
 from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.runner import BenchConfig
-from llm_gateway.bench.store import RunDir, RunStore
+from llm_gateway.bench.store import REPORT, RESULTS_CSV, RunDir, RunStore
+from llm_gateway.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_UPSTREAM_ERROR, EXIT_USAGE
 from llm_gateway.config import Settings
 from llm_gateway.errors import GatewayError
 from llm_gateway.runtime import build_client, display_url, open_runtime
-
-EXIT_INTERRUPTED = 130
 
 
 def _seconds(value: float | None) -> str:
@@ -81,7 +81,7 @@ def run_bench(
         return EXIT_INTERRUPTED
     except GatewayError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
-        return 1
+        return EXIT_UPSTREAM_ERROR
     console.print(summary_table(result))
     throughput = result.throughput
     console.print(
@@ -90,7 +90,7 @@ def run_bench(
     )
     for name, path in result.files.model_dump().items():
         console.print(f"  {name}: {path}")
-    return 0
+    return EXIT_OK
 
 
 async def _run(
@@ -141,15 +141,13 @@ def rerender(run_dir: Path, *, console: Console) -> int:
     run = RunDir(run_dir)
     records = run.records()
     if not records:
-        console.print(
-            f"[red]No results in {run_dir}[/red] (expected {run.file('benchmark_results.csv')})"
-        )
-        return 2
+        console.print(f"[red]No results in {run_dir}[/red] (expected {run.file(RESULTS_CSV)})")
+        return EXIT_USAGE
     manifest = run.manifest()
     status = "done" if manifest.status == "unknown" else manifest.status
     if status in ACTIVE:  # its process died before it could say so
         status = "interrupted"
     summary = pipeline.finish(run, records, manifest, status)
     console.print(summary_table(summary))
-    console.print(f"report: {run.file('report.html')}")
-    return 0
+    console.print(f"report: {run.file(REPORT)}")
+    return EXIT_OK
