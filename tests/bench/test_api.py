@@ -253,3 +253,15 @@ async def test_a_full_job_queue_refuses_without_leaving_runs_behind(
     assert codes == [202, 202, 429, 429]  # one running, one queued, then full
     assert len(listed) == 2 and len(list((tmp_path / "runs").iterdir())) == 2
     assert {item["status"] for item in listed} <= {"running", "queued"}
+
+
+async def test_results_csv_cells_cannot_run_as_formulas(bench_gateway: str) -> None:
+    prompts = b'=HYPERLINK("http://evil.example","x")\n@SUM(1+1)\n-2+3\n'
+    body = (await _post(bench_gateway, [("model", "emulator/echo"), ("runs", "1")], prompts)).json()
+    async with httpx.AsyncClient(base_url=bench_gateway) as client:
+        served = (await client.get(body["links"]["results_csv"])).text
+    rows = list(csv.DictReader(io.StringIO(served)))
+    assert [row["prompt"] for row in rows] == ["'" + p for p in prompts.decode().splitlines()]
+    # The echo model answers with the prompt: the model's text is protected the same way.
+    assert all(row["output_preview"].startswith("'") for row in rows)
+    assert body["per_prompt"][0]["prompt"].startswith("=HYPERLINK")  # the JSON is unchanged

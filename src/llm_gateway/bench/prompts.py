@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.bench.csvcells import allow_long_fields
 from llm_gateway.errors import InvalidPromptFile, PromptFileTooLarge
 
 FORMATS = (".txt", ".jsonl", ".csv")
@@ -87,6 +88,7 @@ def _label(messages: tuple[dict[str, Any], ...]) -> str:
 
 
 def _csv(text: str) -> list[Prompt]:
+    allow_long_fields()
     reader = csv.DictReader(io.StringIO(text, newline=""))  # CR, LF and CRLF rows alike
     try:
         if reader.fieldnames is None or "prompt" not in reader.fieldnames:

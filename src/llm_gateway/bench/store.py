@@ -29,6 +29,7 @@ from typing import IO, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from llm_gateway.bench.csvcells import allow_long_fields
 from llm_gateway.bench.documents import (
     ACTIVE,
     Document,
@@ -98,6 +99,7 @@ class RunDir:
             self._csv, self._writer = None, None
 
     def records(self) -> list[RequestRecord]:
+        allow_long_fields()
         try:
             with self.file(RESULTS_CSV).open(newline="", encoding="utf-8") as handle:
                 return [RequestRecord.from_row(row) for row in csv.DictReader(handle)]
