@@ -178,6 +178,8 @@ async def asyncio_sleep(seconds: float) -> None:
         ([("model", "emulator/fast")], b"x" * (1024 * 1024 + 1), "p.txt", 413, "limit"),
         ([("model", "emulator/fast")], b"%PDF-1.4", "p.pdf", 400, "unsupported"),
         ([("model", "emulator/fast"), ("runs", "100")], b"a\n" * 200, "p.txt", 422, "the limit is"),
+        # GATEWAY_MAX_PROMPT_CHARS holds for benchmark prompts too.
+        ([("model", "emulator/fast")], b"hi\n" + b"x" * 200_001, "p.txt", 400, "(line 2)"),
     ],
 )
 async def test_bad_input_is_refused_before_anything_runs(

@@ -98,6 +98,7 @@ async def run_benchmark(
         data,
         max_bytes=settings.bench_max_file_bytes,
         max_prompts=settings.bench_max_prompts,
+        max_prompt_chars=settings.max_prompt_chars,
     )
     config = BenchConfig(
         models=models,

@@ -274,6 +274,7 @@ def bench(
             prompt_file.read_bytes(),
             max_bytes=settings.bench_max_file_bytes,
             max_prompts=settings.bench_max_prompts,
+            max_prompt_chars=settings.max_prompt_chars,
         )
     except GatewayError as exc:
         err.print(f"[red]{prompt_file}:[/red] {exc.message}")
