@@ -143,8 +143,11 @@ async def test_background_job_lifecycle(bench_gateway: str, emulator: Emulator) 
         assert "running" in seen
         assert status["progress"] == {"done": 6, "total": 6}
         assert status["summary"]["requests"] == 6 and status["summary"]["run_id"] == job["id"]
-        listed = (await client.get("/benchmarks")).json()
+        listed = (await client.get("/benchmarks")).json()["runs"]
         assert listed[0]["id"] == job["id"] and listed[0]["status"] == "done"
+        assert (listed[0]["requests"], listed[0]["ok"], listed[0]["models"]) == (
+            6, 6, ["emulator/steady"],
+        )  # fmt: skip
         report = await client.get(f"/benchmarks/{job['id']}/report")
         assert report.status_code == 200 and "emulator/steady" in report.text
         results = await client.get(f"/benchmarks/{job['id']}/results.csv")
@@ -251,9 +254,9 @@ async def test_a_full_job_queue_refuses_without_leaving_runs_behind(
         fields = [("model", "emulator/slow"), ("runs", "1")]
         codes = [(await _post(gateway, fields, background="true")).status_code for _ in range(4)]
         async with httpx.AsyncClient(base_url=gateway) as client:
-            listed = (await client.get("/benchmarks")).json()
+            listed = (await client.get("/benchmarks")).json()["runs"]
     assert codes == [202, 202, 429, 429]  # one running, one queued, then full
-    assert len(listed) == 2 and len(list((tmp_path / "runs").iterdir())) == 2
+    assert len(listed) == 2 and len([p for p in (tmp_path / "runs").iterdir() if p.is_dir()]) == 2
     assert {item["status"] for item in listed} <= {"running", "queued"}
 
 

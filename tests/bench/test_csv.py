@@ -42,7 +42,7 @@ def test_text_cells_are_neutralised_and_read_back_unchanged(tmp_path: Path) -> N
     run = RunDir(tmp_path)
     records = _records()
     for record in records:
-        run.append(record)
+        run.add(record)
     run.close()
     with run.file(RESULTS_CSV).open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

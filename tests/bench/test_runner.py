@@ -146,10 +146,10 @@ async def test_an_interrupted_run_keeps_every_finished_record(
     bench_client: UpstreamClient, emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.time_scale = 1.0
-    run = RunStore(tmp_path).create()
     config = BenchConfig(
         models=("emulator/fast",), prompts=_prompts("x", "y"), runs=50, max_tokens=5
     )
+    run = RunStore(tmp_path).create(status="running", models=config.models, total=config.total)
     prompt_file = PromptFile("p.txt", "0" * 64, config.prompts)
     upstream = pipeline.Upstream("http://emulator", "emulator")
     task = asyncio.create_task(pipeline.execute(run, config, prompt_file, bench_client, upstream))

@@ -33,6 +33,7 @@ from llm_gateway.upstream.client import UpstreamClient
 logger = logging.getLogger("llm_gateway.bench")
 
 _VERSIONED = ("llm-gateway", "aiohttp", "fastapi", "uvicorn", "pydantic")
+FLUSH_S = 0.1  # measured rows reach the CSV at most this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,46 +98,52 @@ async def execute(
     *,
     on_progress: Callable[[int, int, RequestRecord], None] | None = None,
 ) -> RunResult:
-    """Run the benchmark into `run`; the files are complete even if it is cancelled."""
+    """Run the benchmark into `run`; the files are complete even if it is cancelled.
+
+    Every file is written from a thread, never on the event loop: rows are queued as requests
+    finish and written in batches (`_keep`), statistics and the report when the run ends.
+    """
     meta = manifest(run, config, prompt_file, upstream)
-    run.write_manifest(meta)
     runner = Runner(config, client)
-    run.write_status("running", done=0, total=runner.total)
+    await asyncio.to_thread(_begin, run, meta, runner.total)
 
     def record(item: RequestRecord) -> None:
-        run.append(item)
-        done = len(runner.records)
-        if run.heartbeat_due() or done == runner.total:
-            run.write_status("running", done=done, total=runner.total)
+        run.add(item)
         if on_progress is not None:
-            on_progress(done, runner.total, item)
+            on_progress(len(runner.records), runner.total, item)
 
     runner.on_record = record
-    heartbeat = asyncio.create_task(_heartbeat(run, runner))
+    keeper = asyncio.create_task(_keep(run, runner))
     try:
         await runner.run()
     except BaseException as exc:
-        # Interrupted or failed: write what was measured right here, without awaiting (a
-        # cancelled task may not get to run another step).
-        heartbeat.cancel()
+        keeper.cancel()
         status: RunState = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        finish(run, runner.records, meta, status, client_lag=runner.lag.summary())
+        # Interrupted or failed: write what was measured. Should this task be cancelled again
+        # while it waits, the thread still writes everything (a thread cannot be cancelled, and
+        # the loop waits for its threads before it closes).
+        await asyncio.to_thread(
+            finish, run, runner.records, meta, status, client_lag=runner.lag.summary()
+        )
         raise
-    heartbeat.cancel()
-    # Statistics and the report take a while for big runs: off the event loop, so the
-    # gateway's open streams do not stall meanwhile.
+    keeper.cancel()
     summary = await asyncio.to_thread(
         finish, run, runner.records, meta, "done", client_lag=runner.lag.summary()
     )
     return result(run, summary, "done")
 
 
-async def _heartbeat(run: RunDir, runner: Runner) -> None:
-    """Keep status.json fresh while requests are slow, so the run is not taken for dead."""
+def _begin(run: RunDir, meta: Manifest, total: int) -> None:
+    run.write_manifest(meta)
+    run.write_status("running", done=0, total=total)
+
+
+async def _keep(run: RunDir, runner: Runner) -> None:
+    """Every FLUSH_S, write the rows measured since the last time, and keep status.json fresh
+    (progress, and a heartbeat while requests are slow, so the run is not taken for dead)."""
     while True:
-        await asyncio.sleep(1.0)
-        if run.heartbeat_due():
-            run.write_status("running", done=len(runner.records), total=runner.total)
+        await asyncio.sleep(FLUSH_S)
+        await asyncio.to_thread(run.checkpoint, len(runner.records), runner.total)
 
 
 def finish(
@@ -147,7 +154,8 @@ def finish(
     *,
     client_lag: ClientLag | None = None,
 ) -> Summary:
-    """Write summary, manifest, report and final status for whatever was measured."""
+    """Write summary, manifest, report and final status for whatever was measured (blocking
+    file I/O and CPU: async code runs it in a thread)."""
     run.close()
     summary = summarize(records)
     meta = meta.model_copy(
@@ -164,7 +172,7 @@ def finish(
     measured = sum(1 for r in records if not r.warmup)
     planned = (meta.config.runs or 0) * meta.prompt_file.prompts * len(meta.models)
     total = planned or measured
-    run.write_status(status, done=measured, total=total)
+    run.end(status, done=measured, total=total, summary=summary)
     logger.info(
         "benchmark %s %s: %d/%d requests measured, %d failed",
         run.id,

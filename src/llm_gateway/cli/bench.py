@@ -71,7 +71,12 @@ def run_bench(
     console: Console,
 ) -> int:
     """Run a benchmark with a progress bar; return the process exit code."""
-    run = RunStore(out).create()
+    store = RunStore(out, keep_runs=settings.bench_keep_runs, max_bytes=settings.bench_max_bytes)
+    try:
+        run = store.create(status="running", models=config.models, total=config.total)
+    except GatewayError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        return EXIT_USAGE
     console.print(f"Run [bold]{run.id}[/bold]: {config.requests} requests -> {run.path}")
     try:
         result = asyncio.run(_run(settings, config, prompts, run, base_url, api_key, console))
