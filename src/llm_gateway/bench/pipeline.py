@@ -105,7 +105,6 @@ async def execute(
     """
     meta = manifest(run, config, prompt_file, upstream)
     runner = Runner(config, client)
-    await asyncio.to_thread(_begin, run, meta, runner.total)
 
     def record(item: RequestRecord) -> None:
         run.add(item)
@@ -115,6 +114,7 @@ async def execute(
     runner.on_record = record
     keeper = asyncio.create_task(_keep(run, runner))
     try:
+        await asyncio.to_thread(_begin, run, meta, runner.total)
         await runner.run()
     except BaseException as exc:
         keeper.cancel()

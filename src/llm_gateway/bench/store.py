@@ -89,7 +89,7 @@ def _created_at(run_id: str) -> str:
 
 class RunDir:
     """One run's folder. Rows are queued by `add` (no I/O: it is called on the event loop) and
-    written by `flush` or `checkpoint` (from a thread); one thread at a time writes files."""
+    written by `checkpoint` and `close` (from a thread); one thread at a time writes files."""
 
     def __init__(self, path: Path, index: RunIndex | None = None) -> None:
         self.path = path
@@ -107,16 +107,12 @@ class RunDir:
         return self.path / name
 
     def add(self, record: RequestRecord) -> None:
-        """Queue one request's row for the next `flush`."""
+        """Queue one request's row for the next `checkpoint` or `close`."""
         with self._rows_lock:
             self._rows.append(record)
 
-    def flush(self) -> None:
-        """Write the queued rows and flush the file, so an interrupted run keeps them."""
-        with self._io_lock:
-            self._flush()
-
     def _flush(self) -> None:
+        """Write the queued rows and flush the file, so an interrupted run keeps them."""
         with self._rows_lock:
             rows, self._rows = self._rows, []
         if not rows:
