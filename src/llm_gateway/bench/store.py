@@ -261,12 +261,13 @@ class RunStore:
         return run
 
     def _new_folder(self) -> Path:
-        """A new run folder. Its id is the UTC time, then the milliseconds (3 hex digits) and
-        3 random hex digits: ids sort in creation order (newest first in listings, oldest
-        first for retention), and two runs made in the same millisecond still differ."""
+        """A new run folder. Its id is the UTC time to the second, then the microseconds (5 hex
+        digits) and a random hex digit: ids sort in creation order (newest first in listings,
+        oldest first for retention), and runs made at the same moment elsewhere still differ
+        (a clash is retried)."""
         while True:
             now = datetime.now(UTC)
-            suffix = f"{now.microsecond // 1000:03x}{secrets.randbelow(16**3):03x}"
+            suffix = f"{now.microsecond:05x}{secrets.randbelow(16):x}"
             path = self.root / f"{now.strftime(_STAMP)}-{suffix}"
             try:
                 path.mkdir()
