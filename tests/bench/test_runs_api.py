@@ -82,7 +82,7 @@ async def test_an_inline_run_whose_client_leaves_stops_and_keeps_what_it_measure
     with start_gateway(benchmarks_dir=tmp_path / "runs", bench_max_jobs=1) as gateway:
         steady = ("model", "emulator/steady"), ("runs", "20"), ("max_tokens", "5")
         with pytest.raises(httpx.ReadTimeout):
-            await _post(gateway, *steady, timeout=1.0)
+            await _post(gateway, *steady, timeout=1.5)
         async with httpx.AsyncClient(base_url=gateway) as client:
 
             async def interrupted() -> dict[str, Any] | None:
