@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     bench_max_concurrency: int = Field(default=32, ge=1)
     bench_max_jobs: int = Field(default=2, ge=1)
     bench_request_timeout: float = Field(default=120.0, gt=0)
+    bench_keep_runs: int = Field(default=200, ge=1)
+    bench_max_bytes: int = Field(default=1024**3, ge=1)
 
     emulator_seed: int = 0
     emulator_time_scale: float = Field(default=1.0, ge=0)

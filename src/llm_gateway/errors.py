@@ -21,6 +21,7 @@ GatewayError                    500 internal_error          base; never raised i
 │   ├── RequestTimeout          408 request_timeout         a body too slow (GATEWAY_BODY_TIMEOUT)
 │   ├── PayloadTooLarge         413 payload_too_large       GATEWAY_MAX_BODY_BYTES
 │   └── TooManyJobs             429 too_many_jobs           GATEWAY_BENCH_MAX_JOBS
+├── InsufficientStorage         507 insufficient_storage    stored benchmark runs are at their limit
 ├── NotReady                    503 not_ready               the readiness probe failed
 ├── ShuttingDown                503 shutting_down           the server stopped before answering
 └── UpstreamError               502 upstream_error          upstream failed (logged, no traceback)
@@ -189,6 +190,14 @@ class PayloadTooLarge(ClientError):
 class TooManyJobs(ClientError):
     status = 429
     code = "too_many_jobs"
+
+
+class InsufficientStorage(GatewayError):
+    """A new benchmark run does not fit the retention limits even with every finished run
+    removed (GATEWAY_BENCH_KEEP_RUNS, GATEWAY_BENCH_MAX_BYTES); the message names the one."""
+
+    status = 507
+    code = "insufficient_storage"
 
 
 class NotReady(GatewayError):

@@ -63,7 +63,7 @@ class GatewayMetrics:
         )
         self.benchmark_jobs = Gauge(
             "llm_gateway_benchmark_jobs",
-            "Background benchmark jobs, by state.",
+            "Benchmarks, inline and background, by state (running, queued).",
             ["state"],
             registry=r,
         )

@@ -109,5 +109,9 @@ async def open_runtime(
             metrics.watch_jobs(lambda: jobs.running, lambda: jobs.queued)
         # Registered after the client, so it runs first: jobs still need the client to finish.
         stack.push_async_callback(jobs.shutdown)
-        runs = RunStore(settings.benchmarks_dir)
+        runs = RunStore(
+            settings.benchmarks_dir,
+            keep_runs=settings.bench_keep_runs,
+            max_bytes=settings.bench_max_bytes,
+        )
         yield Runtime(settings, mode, display_url(url), client, catalog, runs, jobs)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,3 +54,42 @@ def make_record(**values: Any) -> RequestRecord:
     )
     defaults.update(values)
     return RequestRecord(**defaults)
+
+
+_FILE_CALLS = (
+    (io, "open"),
+    (os, "stat"),
+    (os, "listdir"),
+    (os, "scandir"),
+    (os, "mkdir"),
+    (os, "replace"),
+)
+
+
+@pytest.fixture
+def loop_file_access(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Every file call in `tmp_path / "runs"` (the benchmarks folder of the tests using this)
+    that a gateway makes on its event loop: the list should stay empty, as file I/O belongs in
+    a thread. Gateways run in threads of their own; the test's own loop, in the main thread,
+    may prepare files as it likes."""
+    seen: list[str] = []
+    root = str(tmp_path / "runs")
+
+    def on_gateway_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return threading.current_thread() is not threading.main_thread()
+
+    for module, name in _FILE_CALLS:
+        real = getattr(module, name)
+
+        def watched(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            path = str(args[0]) if args and isinstance(args[0], str | Path) else ""
+            if path.startswith(root) and on_gateway_loop():
+                seen.append(f"{_name}({path})")
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(module, name, watched)
+    return seen

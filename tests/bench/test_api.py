@@ -143,8 +143,11 @@ async def test_background_job_lifecycle(bench_gateway: str, emulator: Emulator) 
         assert "running" in seen
         assert status["progress"] == {"done": 6, "total": 6}
         assert status["summary"]["requests"] == 6 and status["summary"]["run_id"] == job["id"]
-        listed = (await client.get("/benchmarks")).json()
+        listed = (await client.get("/benchmarks")).json()["runs"]
         assert listed[0]["id"] == job["id"] and listed[0]["status"] == "done"
+        assert (listed[0]["requests"], listed[0]["ok"], listed[0]["models"]) == (
+            6, 6, ["emulator/steady"],
+        )  # fmt: skip
         report = await client.get(f"/benchmarks/{job['id']}/report")
         assert report.status_code == 200 and "emulator/steady" in report.text
         results = await client.get(f"/benchmarks/{job['id']}/results.csv")
@@ -178,6 +181,8 @@ async def asyncio_sleep(seconds: float) -> None:
         ([("model", "emulator/fast")], b"x" * (1024 * 1024 + 1), "p.txt", 413, "limit"),
         ([("model", "emulator/fast")], b"%PDF-1.4", "p.pdf", 400, "unsupported"),
         ([("model", "emulator/fast"), ("runs", "100")], b"a\n" * 200, "p.txt", 422, "the limit is"),
+        # GATEWAY_MAX_PROMPT_CHARS holds for benchmark prompts too.
+        ([("model", "emulator/fast")], b"hi\n" + b"x" * 200_001, "p.txt", 400, "(line 2)"),
     ],
 )
 async def test_bad_input_is_refused_before_anything_runs(
@@ -249,7 +254,19 @@ async def test_a_full_job_queue_refuses_without_leaving_runs_behind(
         fields = [("model", "emulator/slow"), ("runs", "1")]
         codes = [(await _post(gateway, fields, background="true")).status_code for _ in range(4)]
         async with httpx.AsyncClient(base_url=gateway) as client:
-            listed = (await client.get("/benchmarks")).json()
+            listed = (await client.get("/benchmarks")).json()["runs"]
     assert codes == [202, 202, 429, 429]  # one running, one queued, then full
-    assert len(listed) == 2 and len(list((tmp_path / "runs").iterdir())) == 2
+    assert len(listed) == 2 and len([p for p in (tmp_path / "runs").iterdir() if p.is_dir()]) == 2
     assert {item["status"] for item in listed} <= {"running", "queued"}
+
+
+async def test_results_csv_cells_cannot_run_as_formulas(bench_gateway: str) -> None:
+    prompts = b'=HYPERLINK("http://evil.example","x")\n@SUM(1+1)\n-2+3\n'
+    body = (await _post(bench_gateway, [("model", "emulator/echo"), ("runs", "1")], prompts)).json()
+    async with httpx.AsyncClient(base_url=bench_gateway) as client:
+        served = (await client.get(body["links"]["results_csv"])).text
+    rows = list(csv.DictReader(io.StringIO(served)))
+    assert [row["prompt"] for row in rows] == ["'" + p for p in prompts.decode().splitlines()]
+    # The echo model answers with the prompt: the model's text is protected the same way.
+    assert all(row["output_preview"].startswith("'") for row in rows)
+    assert body["per_prompt"][0]["prompt"].startswith("=HYPERLINK")  # the JSON is unchanged

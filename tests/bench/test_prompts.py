@@ -9,7 +9,7 @@ from llm_gateway.errors import InvalidPromptFile
 
 
 def _load(name: str, data: bytes, **limits: int) -> list[str]:
-    options = {"max_bytes": 10_000, "max_prompts": 100, **limits}
+    options = {"max_bytes": 10_000, "max_prompts": 100, "max_prompt_chars": 1000, **limits}
     return [p.text for p in load_prompts(name, data, **options).prompts]
 
 
@@ -23,7 +23,9 @@ def test_jsonl_takes_prompts_and_message_lists() -> None:
         b'{"messages": [{"role": "system", "content": "Be brief."},'
         b' {"role": "user", "content": "with system"}]}\n'
     )
-    prompts = load_prompts("p.jsonl", data, max_bytes=10_000, max_prompts=10).prompts
+    prompts = load_prompts(
+        "p.jsonl", data, max_bytes=10_000, max_prompts=10, max_prompt_chars=100
+    ).prompts
     assert [p.text for p in prompts] == ["plain", "with system"]
     assert prompts[1].messages[0] == {"role": "system", "content": "Be brief."}
 
@@ -37,13 +39,16 @@ def test_csv_needs_a_prompt_column() -> None:
 def test_long_csv_fields_and_malformed_csv() -> None:
     # Python's csv stops at 128 KiB per field by default; prompts may be longer.
     long = "word " * 30_000
-    assert _load("p.csv", f'prompt\n"{long}"\n'.encode(), max_bytes=1_000_000) == [long.strip()]
+    data = f'prompt\n"{long}"\n'.encode()
+    assert _load("p.csv", data, max_bytes=1_000_000, max_prompt_chars=200_000) == [long.strip()]
     # Rows ending in a bare CR (old Mac files) are rows, not a csv error.
     assert _load("p.csv", b"prompt\rfirst\rsecond\r") == ["first", "second"]
 
 
 def test_a_utf8_bom_is_tolerated_and_the_hash_recorded() -> None:
-    loaded = load_prompts("p.txt", "\ufeffhéllo\n".encode(), max_bytes=100, max_prompts=10)
+    loaded = load_prompts(
+        "p.txt", "\ufeffhéllo\n".encode(), max_bytes=100, max_prompts=10, max_prompt_chars=9
+    )
     assert loaded.prompts[0].text == "héllo"
     assert len(loaded.sha256) == 64
 
@@ -74,3 +79,26 @@ def test_oversize_is_413() -> None:
     with pytest.raises(InvalidPromptFile) as info:
         _load("p.txt", b"x" * 11, max_bytes=10)
     assert info.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "where"),
+    [
+        ("p.txt", b"short\n\n" + b"x" * 1001 + b"\n", "prompt 2 (line 3) has 1001 characters"),
+        ("p.csv", b'prompt\nshort\n"' + b"x\n" * 501 + b'"\n', "prompt 2 (line 3) has 1001"),
+        (
+            "p.jsonl",
+            b'{"prompt": "short"}\n{"messages": [{"role": "assistant", "content": null,'
+            b' "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "'
+            + b"a" * 995
+            + b'"}}]}, {"role": "user", "content": "go on"}]}\n',
+            "prompt 2 (line 2) has 1000",  # tool-call arguments are prompt text too
+        ),
+    ],
+)
+def test_a_prompt_over_the_length_limit_is_refused_naming_it(
+    name: str, data: bytes, where: str
+) -> None:
+    with pytest.raises(InvalidPromptFile, match=r"GATEWAY_MAX_PROMPT_CHARS") as info:
+        _load(name, data, max_prompt_chars=999)
+    assert where in info.value.message and info.value.status == 400

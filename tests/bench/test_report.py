@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from llm_gateway.bench import charts
+from llm_gateway.bench.documents import Manifest
 from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.report import fmt_cost, fmt_rate, fmt_seconds, render_report
 from llm_gateway.bench.stats import summarize
@@ -139,7 +140,7 @@ def run_records(
     return rows
 
 
-def manifest(**overrides: Any) -> dict[str, Any]:
+def manifest(**overrides: Any) -> Manifest:
     values: dict[str, Any] = {
         "id": "20250501T120000Z-a1b2c3",
         "created_at": "2025-05-01T12:00:00+00:00",
@@ -162,7 +163,7 @@ def manifest(**overrides: Any) -> dict[str, Any]:
         "client": {"loop_lag_max_s": 0.0042, "loop_lag_p99_s": 0.0011},
     }
     values.update(overrides)
-    return values
+    return Manifest.model_validate(values)
 
 
 def render(records: list[RequestRecord], **manifest_overrides: Any) -> str:
@@ -224,8 +225,8 @@ def test_header_and_tables(html: str, records: list[RequestRecord]) -> None:
 
 
 def test_fastest_mean_latency_is_highlighted(html: str, records: list[RequestRecord]) -> None:
-    means = summarize(records)["models"]
-    fastest = min(means, key=lambda m: means[m]["latency"]["avg"])
+    means = {m: g.latency.avg for m, g in summarize(records).models.items() if g.latency}
+    fastest = min(means, key=lambda m: means[m] or 0.0)
     best = re.findall(r'<tr class="model-row best">\s*<td class="model">([^<]+)<', html)
     assert best == [fastest]
 
@@ -306,7 +307,7 @@ def test_ten_models_and_equal_values() -> None:
 
 def test_missing_manifest_and_warmup() -> None:
     rows = [record(warmup=True, latency_seconds=9.0), record(run=1), record(run=2)]
-    html = render_report(summarize(rows), rows, {})
+    html = render_report(summarize(rows), rows, Manifest())
     assert "1 warm-up request(s) excluded" in html
     assert chart_svg(html, "timeline").count('class="mark point"') == 2
     assert "Manifest" in html

@@ -130,7 +130,7 @@ async def test_concurrency_overlaps_requests(
     window = max(r.offset_seconds + r.done_seconds for r in records)  # type: ignore[operator]
     serial = sum(r.done_seconds for r in records)  # type: ignore[misc]
     assert window < serial / 2
-    assert runner.lag.summary()["loop_lag_max_s"] is not None
+    assert runner.lag.summary().loop_lag_max_s is not None
 
 
 async def test_rate_paces_the_sends(bench_client: UpstreamClient) -> None:
@@ -147,10 +147,10 @@ async def test_an_interrupted_run_keeps_every_finished_record(
     bench_client: UpstreamClient, emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.config.time_scale = 1.0
-    run = RunStore(tmp_path).create()
     config = BenchConfig(
         models=("emulator/fast",), prompts=_prompts("x", "y"), runs=50, max_tokens=5
     )
+    run = RunStore(tmp_path).create(status="running", models=config.models, total=config.total)
     prompt_file = PromptFile("p.txt", "0" * 64, config.prompts)
     upstream = pipeline.Upstream("http://emulator", "emulator")
     task = asyncio.create_task(pipeline.execute(run, config, prompt_file, bench_client, upstream))
@@ -161,8 +161,8 @@ async def test_an_interrupted_run_keeps_every_finished_record(
         await task
     kept = run.records()
     assert 3 <= len(kept) < config.requests
-    assert run.status()["status"] == "interrupted"
-    assert run.manifest()["status"] == "interrupted"
+    assert run.status().status == "interrupted"
+    assert run.manifest().status == "interrupted"
     summary = run.summary()
-    assert summary is not None and summary["requests"] == len(kept)
+    assert summary is not None and summary.requests == len(kept)
     assert run.file("report.html").exists()

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from llm_gateway.bench.stats import Distribution, percentile, summarize
+from llm_gateway.bench.stats import distribution, percentile, summarize
 from tests.bench.conftest import make_record
 
 
 def test_distribution_by_hand() -> None:
-    dist = Distribution.of([4.0, 1.0, 3.0, 2.0])
+    dist = distribution([4.0, 1.0, 3.0, 2.0])
     assert dist is not None
     assert (dist.n, dist.avg, dist.min, dist.max) == (4, 2.5, 1.0, 4.0)
     # Sample standard deviation: sqrt(((1.5^2 + 0.5^2) * 2) / 3) = sqrt(5/3).
@@ -24,10 +24,10 @@ def test_distribution_by_hand() -> None:
 
 
 def test_one_value_has_zero_std_dev_and_none_is_no_distribution() -> None:
-    one = Distribution.of([0.7])
+    one = distribution([0.7])
     assert one is not None and one.std_dev == 0 and one.p99 == 0.7
-    assert Distribution.of([]) is None
-    assert Distribution.of([None, None]) is None
+    assert distribution([]) is None
+    assert distribution([None, None]) is None
 
 
 def test_percentile_endpoints() -> None:
@@ -47,19 +47,20 @@ def test_summary_counts_failures_by_class_and_excludes_warmups() -> None:
         make_record(model="a", warmup=True, latency_seconds=100.0, run=0),
     ]
     summary = summarize(records)
-    assert (summary["requests"], summary["ok"], summary["failed"]) == (6, 3, 3)
-    assert summary["errors"] == {"http_429": 1, "timeout": 2}
-    assert summary["latency"]["avg"] == pytest.approx(2.0)  # the warm-up's 100 s is excluded
-    assert summary["latency"]["std_dev"] == pytest.approx(1.0)
-    a, b = summary["models"]["a"], summary["models"]["b"]
-    assert (a["requests"], a["ok"], a["failed"], a["errors"]) == (3, 2, 1, {"http_429": 1})
-    assert a["latency"]["avg"] == pytest.approx(2.0)
-    assert b["error_rate"] == pytest.approx(2 / 3)
-    assert b["ttft"]["avg"] == pytest.approx(0.2)
-    cells = {(c["prompt_index"], c["model"]): c for c in summary["per_prompt"]}
+    assert (summary.requests, summary.ok, summary.failed) == (6, 3, 3)
+    assert summary.errors == {"http_429": 1, "timeout": 2}
+    assert summary.latency is not None
+    assert summary.latency.avg == pytest.approx(2.0)  # the warm-up's 100 s is excluded
+    assert summary.latency.std_dev == pytest.approx(1.0)
+    a, b = summary.models["a"], summary.models["b"]
+    assert (a.requests, a.ok, a.failed, a.errors) == (3, 2, 1, {"http_429": 1})
+    assert a.latency is not None and a.latency.avg == pytest.approx(2.0)
+    assert b.error_rate == pytest.approx(2 / 3)
+    assert b.ttft is not None and b.ttft.avg == pytest.approx(0.2)
+    cells = {(c.prompt_index, c.model): c for c in summary.per_prompt}
     assert set(cells) == {(0, "a"), (0, "b"), (1, "a"), (1, "b")}
-    assert cells[(1, "b")]["latency"] is None and cells[(1, "b")]["failed"] == 1
-    assert cells[(1, "a")]["latency"]["std_dev"] == 0.0
+    assert cells[(1, "b")].latency is None and cells[(1, "b")].failed == 1
+    assert cells[(1, "a")].latency is not None and cells[(1, "a")].latency.std_dev == 0.0
 
 
 def test_run_throughput_uses_the_wall_window() -> None:
@@ -70,7 +71,7 @@ def test_run_throughput_uses_the_wall_window() -> None:
             offset_seconds=1.0, done_seconds=0.5, status="http_5xx", completion_tokens=None
         ),
     ]
-    throughput = summarize(records)["throughput"]
-    assert throughput["window_s"] == pytest.approx(2.0)  # 0.0 .. 0.5 + 1.5
-    assert throughput["requests_per_s"] == pytest.approx(2 / 2.0)
-    assert throughput["output_tokens_per_s"] == pytest.approx(40 / 2.0)
+    throughput = summarize(records).throughput
+    assert throughput.window_s == pytest.approx(2.0)  # 0.0 .. 0.5 + 1.5
+    assert throughput.requests_per_s == pytest.approx(2 / 2.0)
+    assert throughput.output_tokens_per_s == pytest.approx(40 / 2.0)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -11,9 +14,10 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
+from llm_gateway.bench.documents import ACTIVE, RunEntry
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
-from llm_gateway.bench.store import ACTIVE, REPORT, RESULTS_CSV, RunDir
+from llm_gateway.bench.store import REPORT, RESULTS_CSV, RUN_ID, RunDir
 from llm_gateway.errors import InvalidRequest, RunNotFound
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
@@ -61,7 +65,14 @@ def _upstream(runtime: Runtime) -> pipeline.Upstream:
         400: {"model": ErrorResponse, "description": "The prompt file is unusable"},
         413: {"model": ErrorResponse, "description": "The prompt file is too large"},
         422: {"model": ErrorResponse, "description": "A form field is invalid or over a limit"},
-        429: {"model": ErrorResponse, "description": "Too many background jobs"},
+        429: {
+            "model": ErrorResponse,
+            "description": "Every benchmark slot is taken (and, for a background job, the queue)",
+        },
+        507: {
+            "model": ErrorResponse,
+            "description": "Stored runs are at their retention limit and none can be removed",
+        },
     },
 )
 async def run_benchmark(
@@ -97,6 +108,7 @@ async def run_benchmark(
         data,
         max_bytes=settings.bench_max_file_bytes,
         max_prompts=settings.bench_max_prompts,
+        max_prompt_chars=settings.max_prompt_chars,
     )
     config = BenchConfig(
         models=models,
@@ -114,31 +126,48 @@ async def run_benchmark(
             f"runs x prompts x models = {runs} x {len(prompts.prompts)} x {len(models)} = "
             f"{config.requests} requests; the limit is {settings.bench_max_requests}"
         )
+    store, upstream = runtime.runs, _upstream(runtime)
     if background:
-        runtime.jobs.check_room()
-    run = runtime.runs.create()
+        with runtime.jobs.reserve() as place:
+            run = await asyncio.to_thread(
+                store.create, status="queued", models=models, total=config.total
+            )
 
-    async def work() -> dict[str, Any]:
-        return await pipeline.execute(run, config, prompts, runtime.client, _upstream(runtime))
+            def queued() -> Awaitable[None]:  # a heartbeat while it waits for a slot
+                return asyncio.to_thread(run.write_status, "queued", done=0, total=config.total)
 
-    if background:
-        run.write_status("queued", done=0, total=config.total)
-        # Room was checked above, and nothing awaited since: this cannot hit the limit.
-        runtime.jobs.submit(
-            run.id,
-            work,
-            on_waiting=lambda: run.write_status("queued", done=0, total=config.total),
-            on_cancel_queued=lambda: run.write_status("interrupted", done=0, total=config.total),
-        )
+            def never_started() -> Awaitable[None]:
+                return asyncio.to_thread(
+                    run.write_status, "interrupted", done=0, total=config.total
+                )
+
+            place.start(
+                run.id,
+                lambda: pipeline.execute(run, config, prompts, runtime.client, upstream),
+                on_waiting=queued,
+                on_cancel_queued=never_started,
+            )
         return json_response(
             {"id": run.id, "status": "queued", "status_url": f"/benchmarks/{run.id}"},
             status=202,
             headers={"Location": f"/benchmarks/{run.id}"},
         )
-    result = await work()
+    # Inline: it holds a slot like any job, or is refused at once (its client is waiting). If
+    # the client leaves, this task is cancelled: the run ends as interrupted with what it
+    # measured, and its slot is freed.
+    async with runtime.jobs.inline():
+        run = await asyncio.to_thread(
+            store.create, status="running", models=models, total=config.total
+        )
+        result = await pipeline.execute(run, config, prompts, runtime.client, upstream)
     if visualize:
-        return HTMLResponse(run.file(REPORT).read_text(encoding="utf-8"), headers=_REPORT_HEADERS)
-    return json_response({**result, "links": _links(run.id)})
+        html = await asyncio.to_thread(run.file(REPORT).read_text, encoding="utf-8")
+        return HTMLResponse(html, headers=_REPORT_HEADERS)
+    return json_response({**result.model_dump(mode="json"), "links": _links(run.id)})
+
+
+# The routes below read run files: each does so in a thread (`asyncio.to_thread`), never on
+# the event loop, so a slow disk or a big file never stalls other requests.
 
 
 def _run(runtime: Runtime, run_id: str) -> RunDir:
@@ -148,28 +177,24 @@ def _run(runtime: Runtime, run_id: str) -> RunDir:
     return run
 
 
+def _entry(entry: RunEntry) -> dict[str, Any]:
+    return {**entry.model_dump(mode="json"), "links": _links(entry.id)}
+
+
 @router.get("/benchmarks")
-async def list_benchmarks(runtime: RuntimeDep) -> Response:
-    """Stored runs, newest first."""
-    items = []
-    for run in runtime.runs.runs():
-        status = run.status()
-        manifest = run.manifest()
-        summary = run.summary()
-        items.append(
-            {
-                "id": run.id,
-                "status": status.get("status"),
-                "progress": status.get("progress"),
-                "created_at": manifest.get("created_at"),
-                "models": manifest.get("models"),
-                "requests": summary.get("requests") if summary else None,
-                "ok": summary.get("ok") if summary else None,
-                "failed": summary.get("failed") if summary else None,
-                "links": _links(run.id),
-            }
-        )
-    return json_response(items)
+async def list_benchmarks(
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Runs per page.")] = 50,
+    before: Annotated[
+        str | None,
+        Query(pattern=RUN_ID.pattern, description="Only runs older than this run id."),
+    ] = None,
+) -> Response:
+    """Stored runs, newest first, a page at a time: `next` is the next page's URL (null on
+    the last page)."""
+    entries, last = await asyncio.to_thread(runtime.runs.page, limit=limit, before=before)
+    following = f"/benchmarks?limit={limit}&before={last}" if last is not None else None
+    return json_response({"runs": [_entry(e) for e in entries], "next": following})
 
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -177,25 +202,37 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/benchmarks/{run_id}", responses=_NOT_FOUND)
-async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
-    """A run's status and progress, and its statistics once it has finished."""
+def _details(runtime: Runtime, run_id: str) -> dict[str, Any]:
     run = _run(runtime, run_id)
     status = run.status()
-    state = status.get("status", "unknown")
+    state = status.status
     # The summary is written before the report and the final status: until the status says
     # the run has ended, it is not the run's last word.
     summary = None if state in ACTIVE else run.summary()
-    return json_response(
-        {
-            "id": run.id,
-            "status": state,
-            "progress": status.get("progress"),
-            "error": status.get("error"),
-            "summary": pipeline.result(run, summary, state) if summary is not None else None,
-            "links": _links(run.id),
-        }
-    )
+    result = pipeline.result(run, summary, state) if summary is not None else None
+    return {
+        "id": run.id,
+        "status": state,
+        "progress": status.progress.model_dump() if status.progress else None,
+        "error": status.error,
+        "summary": result.model_dump(mode="json") if result is not None else None,
+        "links": _links(run.id),
+    }
+
+
+@router.get("/benchmarks/{run_id}", responses=_NOT_FOUND)
+async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
+    """A run's status and progress, and its statistics once it has finished."""
+    return json_response(await asyncio.to_thread(_details, runtime, run_id))
+
+
+def _report(runtime: Runtime, run_id: str) -> str:
+    try:
+        return _run(runtime, run_id).file(REPORT).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunNotFound(
+            f"Run {run_id} has no report yet; it is written when the run ends."
+        ) from None
 
 
 @router.get(
@@ -204,10 +241,15 @@ async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
 )
 async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
     """The run's self-contained HTML report."""
-    path = _run(runtime, run_id).file(REPORT)
+    html = await asyncio.to_thread(_report, runtime, run_id)
+    return HTMLResponse(html, headers=_REPORT_HEADERS)
+
+
+def _results(runtime: Runtime, run_id: str) -> Path:
+    path = _run(runtime, run_id).file(RESULTS_CSV)
     if not path.exists():
-        raise RunNotFound(f"Run {run_id} has no report yet; it is written when the run ends.")
-    return HTMLResponse(path.read_text(encoding="utf-8"), headers=_REPORT_HEADERS)
+        raise RunNotFound(f"Run {run_id} has no results yet.")
+    return path
 
 
 @router.get(
@@ -216,7 +258,6 @@ async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
 )
 async def get_results(runtime: RuntimeDep, run_id: str) -> Response:
     """One row per request (rows appear as requests finish)."""
-    path = _run(runtime, run_id).file(RESULTS_CSV)
-    if not path.exists():
-        raise RunNotFound(f"Run {run_id} has no results yet.")
+    path = await asyncio.to_thread(_results, runtime, run_id)
+    # FileResponse reads the file in a thread too.
     return FileResponse(path, media_type="text/csv", filename=f"{run_id}-{RESULTS_CSV}")

@@ -11,8 +11,17 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from llm_gateway.bench.documents import (
+    ClientLag,
+    Manifest,
+    PromptFileInfo,
+    RunFiles,
+    RunResult,
+    RunState,
+    Summary,
+    UpstreamInfo,
+)
 from llm_gateway.bench.prompts import PromptFile
 from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.report import render_report
@@ -24,6 +33,7 @@ from llm_gateway.upstream.client import UpstreamClient
 logger = logging.getLogger("llm_gateway.bench")
 
 _VERSIONED = ("llm-gateway", "aiohttp", "fastapi", "uvicorn", "pydantic")
+FLUSH_S = 0.1  # measured rows reach the CSV at most this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,38 +60,33 @@ def _now() -> str:
 
 def manifest(
     run: RunDir, config: BenchConfig, prompt_file: PromptFile, upstream: Upstream
-) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "created_at": _now(),
-        "finished_at": None,
-        "status": "running",
-        "upstream": {"url": upstream.url, "kind": upstream.kind},
-        "models": list(config.models),
-        "models_served": {},
-        "prompt_file": {
-            "name": prompt_file.name,
-            "sha256": prompt_file.sha256,
-            "prompts": len(prompt_file.prompts),
-        },
-        "config": config.manifest(),
-        "versions": _versions(),
-        "client": {},
-    }
+) -> Manifest:
+    return Manifest(
+        id=run.id,
+        created_at=_now(),
+        status="running",
+        upstream=UpstreamInfo(url=upstream.url, kind=upstream.kind),
+        models=list(config.models),
+        prompt_file=PromptFileInfo(
+            name=prompt_file.name, sha256=prompt_file.sha256, prompts=len(prompt_file.prompts)
+        ),
+        config=config.manifest(),
+        versions=_versions(),
+    )
 
 
-def files(run: RunDir) -> dict[str, str]:
-    return {
-        "results_csv": str(run.file(RESULTS_CSV)),
-        "summary": str(run.file(SUMMARY)),
-        "manifest": str(run.file(MANIFEST)),
-        "report": str(run.file(REPORT)),
-    }
+def files(run: RunDir) -> RunFiles:
+    return RunFiles(
+        results_csv=str(run.file(RESULTS_CSV)),
+        summary=str(run.file(SUMMARY)),
+        manifest=str(run.file(MANIFEST)),
+        report=str(run.file(REPORT)),
+    )
 
 
-def result(run: RunDir, summary: dict[str, Any], status: str) -> dict[str, Any]:
-    """The JSON a caller gets for a finished run: the summary plus where its files are."""
-    return {"run_id": run.id, "status": status, **summary, "files": files(run)}
+def result(run: RunDir, summary: Summary, status: RunState) -> RunResult:
+    """What a caller gets for a finished run: the summary plus its id, status and files."""
+    return RunResult(run_id=run.id, status=status, **dict(summary), files=files(run))
 
 
 async def execute(
@@ -92,85 +97,89 @@ async def execute(
     upstream: Upstream,
     *,
     on_progress: Callable[[int, int, RequestRecord], None] | None = None,
-) -> dict[str, Any]:
-    """Run the benchmark into `run`; the files are complete even if it is cancelled."""
+) -> RunResult:
+    """Run the benchmark into `run`; the files are complete even if it is cancelled.
+
+    Every file is written from a thread, never on the event loop: rows are queued as requests
+    finish and written in batches (`_keep`), statistics and the report when the run ends.
+    """
     meta = manifest(run, config, prompt_file, upstream)
-    run.write_manifest(meta)
     runner = Runner(config, client)
-    run.write_status("running", done=0, total=runner.total)
 
     def record(item: RequestRecord) -> None:
-        run.append(item)
-        done = len(runner.records)
-        if run.heartbeat_due() or done == runner.total:
-            run.write_status("running", done=done, total=runner.total)
+        run.add(item)
         if on_progress is not None:
-            on_progress(done, runner.total, item)
+            on_progress(len(runner.records), runner.total, item)
 
     runner.on_record = record
-    heartbeat = asyncio.create_task(_heartbeat(run, runner))
+    keeper = asyncio.create_task(_keep(run, runner))
     try:
+        await asyncio.to_thread(_begin, run, meta, runner.total)
         await runner.run()
     except BaseException as exc:
-        # Interrupted or failed: write what was measured right here, without awaiting (a
-        # cancelled task may not get to run another step).
-        heartbeat.cancel()
-        status = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        finish(run, runner.records, meta, status, client_lag=runner.lag.summary())
+        keeper.cancel()
+        status: RunState = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
+        # Interrupted or failed: write what was measured. Should this task be cancelled again
+        # while it waits, the thread still writes everything (a thread cannot be cancelled, and
+        # the loop waits for its threads before it closes).
+        await asyncio.to_thread(
+            finish, run, runner.records, meta, status, client_lag=runner.lag.summary()
+        )
         raise
-    heartbeat.cancel()
-    # Statistics and the report take a while for big runs: off the event loop, so the
-    # gateway's open streams do not stall meanwhile.
+    keeper.cancel()
     summary = await asyncio.to_thread(
         finish, run, runner.records, meta, "done", client_lag=runner.lag.summary()
     )
     return result(run, summary, "done")
 
 
-async def _heartbeat(run: RunDir, runner: Runner) -> None:
-    """Keep status.json fresh while requests are slow, so the run is not taken for dead."""
+def _begin(run: RunDir, meta: Manifest, total: int) -> None:
+    run.write_manifest(meta)
+    run.write_status("running", done=0, total=total)
+
+
+async def _keep(run: RunDir, runner: Runner) -> None:
+    """Every FLUSH_S, write the rows measured since the last time, and keep status.json fresh
+    (progress, and a heartbeat while requests are slow, so the run is not taken for dead)."""
     while True:
-        await asyncio.sleep(1.0)
-        if run.heartbeat_due():
-            run.write_status("running", done=len(runner.records), total=runner.total)
+        await asyncio.sleep(FLUSH_S)
+        await asyncio.to_thread(run.checkpoint, len(runner.records), runner.total)
 
 
 def finish(
     run: RunDir,
     records: list[RequestRecord],
-    meta: dict[str, Any],
-    status: str,
+    meta: Manifest,
+    status: RunState,
     *,
-    client_lag: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write summary, manifest, report and final status for whatever was measured."""
+    client_lag: ClientLag | None = None,
+) -> Summary:
+    """Write summary, manifest, report and final status for whatever was measured (blocking
+    file I/O and CPU: async code runs it in a thread)."""
     run.close()
     summary = summarize(records)
-    meta = {
-        **meta,
-        "status": status,
-        "finished_at": _now(),
-        "models_served": _served(records),
-        "client": client_lag if client_lag is not None else meta.get("client", {}),
-    }
+    meta = meta.model_copy(
+        update={
+            "status": status,
+            "finished_at": _now(),
+            "models_served": _served(records),
+            "client": client_lag or meta.client,
+        }
+    )
     run.write_manifest(meta)
     run.write_summary(summary)
     run.write_report(render_report(summary, records, meta))
     measured = sum(1 for r in records if not r.warmup)
-    planned = (
-        (meta.get("config") or {}).get("runs", 0)
-        * (meta.get("prompt_file") or {}).get("prompts", 0)
-        * len(meta.get("models") or [])
-    )
+    planned = (meta.config.runs or 0) * meta.prompt_file.prompts * len(meta.models)
     total = planned or measured
-    run.write_status(status, done=measured, total=total)
+    run.end(status, done=measured, total=total, summary=summary)
     logger.info(
         "benchmark %s %s: %d/%d requests measured, %d failed",
         run.id,
         status,
         measured,
         total,
-        summary["failed"],
+        summary.failed,
     )
     return summary
 

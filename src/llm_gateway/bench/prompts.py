@@ -13,17 +13,20 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.bench.csvcells import allow_long_fields
 from llm_gateway.errors import InvalidPromptFile, PromptFileTooLarge
+from llm_gateway.prompt_size import prompt_chars
 
 FORMATS = (".txt", ".jsonl", ".csv")
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """One prompt: its display text and the chat messages sent for it."""
+    """One prompt: its display text, the chat messages sent for it, and where it was."""
 
     text: str
     messages: tuple[dict[str, Any], ...]
+    line: int = 0  # in the prompt file, from 1 (0: not read from a file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +36,16 @@ class PromptFile:
     prompts: tuple[Prompt, ...]
 
 
-def _user(text: str) -> Prompt:
-    return Prompt(text, ({"role": "user", "content": text},))
+def _user(text: str, line: int) -> Prompt:
+    return Prompt(text, ({"role": "user", "content": text},), line)
 
 
 def _txt(text: str) -> list[Prompt]:
-    return [_user(line.strip()) for line in text.splitlines() if line.strip()]
+    return [
+        _user(line.strip(), number)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
 
 
 def _jsonl(text: str) -> list[Prompt]:
@@ -55,10 +62,10 @@ def _jsonl(text: str) -> list[Prompt]:
             and isinstance(item.get("prompt"), str)
             and item["prompt"].strip()
         ):
-            prompts.append(_user(item["prompt"]))
+            prompts.append(_user(item["prompt"], number))
         elif isinstance(item, dict) and _valid_messages(item.get("messages")):
             messages = tuple(item["messages"])
-            prompts.append(Prompt(_label(messages), messages))
+            prompts.append(Prompt(_label(messages), messages, number))
         else:
             raise InvalidPromptFile(
                 f'line {number} needs a non-empty "prompt" string or a "messages" list of '
@@ -87,17 +94,26 @@ def _label(messages: tuple[dict[str, Any], ...]) -> str:
 
 
 def _csv(text: str) -> list[Prompt]:
+    allow_long_fields()
     reader = csv.DictReader(io.StringIO(text, newline=""))  # CR, LF and CRLF rows alike
     try:
         if reader.fieldnames is None or "prompt" not in reader.fieldnames:
             raise InvalidPromptFile("a CSV prompt file needs a header row with a `prompt` column")
-        return [_user(row["prompt"].strip()) for row in reader if (row.get("prompt") or "").strip()]
+        prompts, end = [], reader.line_num
+        for row in reader:  # a quoted prompt may span lines: a row starts after the last one
+            start, end = end + 1, reader.line_num
+            if (row.get("prompt") or "").strip():
+                prompts.append(_user(row["prompt"].strip(), start))
+        return prompts
     except csv.Error as exc:
         raise InvalidPromptFile(f"the CSV is malformed (line {reader.line_num}: {exc})") from exc
 
 
-def load_prompts(name: str, data: bytes, *, max_bytes: int, max_prompts: int) -> PromptFile:
-    """Parse an uploaded or local prompt file, enforcing the size and count limits."""
+def load_prompts(
+    name: str, data: bytes, *, max_bytes: int, max_prompts: int, max_prompt_chars: int
+) -> PromptFile:
+    """Parse an uploaded or local prompt file, enforcing the size and count limits, and the
+    prompt length limit every route applies (`prompt_size`)."""
     if len(data) > max_bytes:
         raise PromptFileTooLarge(
             f"the prompt file is {len(data)} bytes; the limit is {max_bytes} "
@@ -123,4 +139,11 @@ def load_prompts(name: str, data: bytes, *, max_bytes: int, max_prompts: int) ->
             f"the prompt file has {len(prompts)} prompts; the limit is {max_prompts} "
             "(GATEWAY_BENCH_MAX_PROMPTS)"
         )
+    for index, prompt in enumerate(prompts, start=1):
+        chars = prompt_chars(prompt.messages)
+        if chars > max_prompt_chars:
+            raise InvalidPromptFile(
+                f"prompt {index} (line {prompt.line}) has {chars} characters of text; the limit "
+                f"is {max_prompt_chars} (GATEWAY_MAX_PROMPT_CHARS)"
+            )
     return PromptFile(PurePath(name).name, hashlib.sha256(data).hexdigest(), tuple(prompts))

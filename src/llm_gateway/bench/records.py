@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from llm_gateway.bench.csvcells import protect, restore
+
 ErrorClass = Literal[
     "http_4xx", "http_429", "http_5xx", "timeout", "connect", "midstream_error", "empty"
 ]
@@ -64,7 +66,9 @@ class RequestRecord:
         return [f.name for f in fields(cls)]
 
     def row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.columns()}
+        """The CSV row: text cells protected from spreadsheets (csvcells), numbers as they are."""
+        values = {name: getattr(self, name) for name in self.columns()}
+        return {k: protect(v) if isinstance(v, str) else v for k, v in values.items()}
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> RequestRecord:
@@ -82,7 +86,7 @@ class RequestRecord:
             elif kind == "bool":
                 values[f.name] = raw == "True"
             else:
-                values[f.name] = raw
+                values[f.name] = restore(raw)
         return cls(**values)
 
 

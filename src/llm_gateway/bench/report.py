@@ -4,14 +4,14 @@ One file that opens offline: inline CSS, charts as inline SVG (see `charts`), no
 external references. Prompts, error messages, model ids and manifest values come from outside,
 so the template is autoescaped and the charts escape their own text.
 
-Old runs may lack manifest or summary keys: everything is read defensively and a missing value
-is shown as an em dash rather than failing the report.
+It renders the typed summary and manifest (`documents`), which read older runs with defaults
+for what they lack; a missing value is shown as an em dash.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -21,6 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from llm_gateway.bench import charts
+from llm_gateway.bench.documents import GroupStats, Manifest, RunConfig, Summary
 from llm_gateway.bench.records import RequestRecord
 
 DASH = "—"
@@ -33,51 +34,50 @@ STATUS_NOTES = {
     "running": "This run was still running when the report was written: the numbers are partial.",
 }
 
+Number = float | int | None
 
-def fmt_seconds(value: object) -> str:
+
+def _finite(value: Number) -> float | None:
+    """The value, or None when it is missing or not a finite number (nan, inf)."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def fmt_seconds(value: Number) -> str:
     """Seconds with millisecond precision; an em dash for a missing value."""
-    number = _number(value)
+    number = _finite(value)
     return DASH if number is None else f"{number:.3f}"
 
 
-def fmt_rate(value: object) -> str:
+def fmt_rate(value: Number) -> str:
     """Tokens (or requests) per second, one decimal."""
-    number = _number(value)
+    number = _finite(value)
     return DASH if number is None else f"{number:,.1f}"
 
 
-def fmt_cost(value: object) -> str:
+def fmt_cost(value: Number) -> str:
     """US dollars with up to 6 significant digits, never in exponent notation."""
-    number = _number(value)
+    number = _finite(value)
     if number is None:
         return DASH
     return "$" + format(Decimal(f"{number:.6g}"), "f")
 
 
-def fmt_percent(value: object) -> str:
+def fmt_percent(value: Number) -> str:
     """A fraction (0.25) as a percentage (25.0 %)."""
-    number = _number(value)
+    number = _finite(value)
     return DASH if number is None else f"{number * 100:.1f} %"
 
 
-def fmt_count(value: object) -> str:
+def fmt_count(value: Number) -> str:
     """An integer with thousands separators."""
-    number = _number(value)
+    number = _finite(value)
     return DASH if number is None else f"{round(number):,}"
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dist(group: Mapping[str, Any], metric: str, key: str) -> float | None:
-    return _number(_dict(group.get(metric)).get(key))
+def fmt_ms(value: Number) -> str:
+    """Seconds shown in milliseconds, for small values such as event-loop lag."""
+    number = _finite(value)
+    return DASH if number is None else f"{number * 1000:,.1f} ms"
 
 
 def _text(value: object) -> str:
@@ -93,29 +93,25 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _errors(group: Mapping[str, Any]) -> str:
-    errors = _dict(group.get("errors"))
-    return ", ".join(f"{name} \u00d7 {count}" for name, count in errors.items()) or DASH
-
-
-def _group_row(group: Mapping[str, Any]) -> dict[str, Any]:
+def _group_row(group: GroupStats) -> dict[str, Any]:
     """The numbers a table row shows for one group (a model, or a prompt x model)."""
+    latency, ttft, speed = group.latency, group.ttft, group.tokens_per_s
     return {
-        "requests": group.get("requests"),
-        "ok": group.get("ok"),
-        "failed": group.get("failed"),
-        "error_rate": group.get("error_rate"),
-        "errors": _errors(group),
-        "truncated": group.get("truncated") or 0,
-        "lat_avg": _dist(group, "latency", "avg"),
-        "lat_sd": _dist(group, "latency", "std_dev"),
-        "lat_p50": _dist(group, "latency", "p50"),
-        "lat_p95": _dist(group, "latency", "p95"),
-        "ttft_avg": _dist(group, "ttft", "avg"),
-        "ttft_p50": _dist(group, "ttft", "p50"),
-        "tps_avg": _dist(group, "tokens_per_s", "avg"),
-        "output_tokens": group.get("output_tokens"),
-        "cost": group.get("cost_usd"),
+        "requests": group.requests,
+        "ok": group.ok,
+        "failed": group.failed,
+        "error_rate": group.error_rate,
+        "errors": ", ".join(f"{name} \u00d7 {n}" for name, n in group.errors.items()) or DASH,
+        "truncated": group.truncated,
+        "lat_avg": latency.avg if latency else None,
+        "lat_sd": latency.std_dev if latency else None,
+        "lat_p50": latency.p50 if latency else None,
+        "lat_p95": latency.p95 if latency else None,
+        "ttft_avg": ttft.avg if ttft else None,
+        "ttft_p50": ttft.p50 if ttft else None,
+        "tps_avg": speed.avg if speed else None,
+        "output_tokens": group.output_tokens,
+        "cost": group.cost_usd,
     }
 
 
@@ -126,36 +122,28 @@ def _mark_best(rows: list[dict[str, Any]]) -> None:
         row["best"] = len(rows) > 1 and bool(means) and row["lat_avg"] == min(means)
 
 
-def _model_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = [
-        {"model": str(model), **_group_row(_dict(group))}
-        for model, group in _dict(summary.get("models")).items()
-    ]
+def _model_rows(summary: Summary) -> list[dict[str, Any]]:
+    rows = [{"model": model, **_group_row(group)} for model, group in summary.models.items()]
     _mark_best(rows)
     return rows
 
 
-def _prompt_groups(
-    summary: Mapping[str, Any], measured: Sequence[RequestRecord]
-) -> list[dict[str, Any]]:
+def _prompt_groups(summary: Summary, measured: Sequence[RequestRecord]) -> list[dict[str, Any]]:
     """Per-prompt rows grouped by prompt, in prompt order, for a table with a row per model,
     each with the first successful answer as a sample."""
-    samples: dict[tuple[object, str], str] = {}
+    samples: dict[tuple[int, str], str] = {}
     for r in measured:
         if r.status == "ok" and r.output_preview:
             samples.setdefault((r.prompt_index, r.model), r.output_preview)
-    groups: dict[object, dict[str, Any]] = {}
-    cells = summary.get("per_prompt")
-    for cell in cells if isinstance(cells, list) else []:
-        cell = _dict(cell)
-        index = cell.get("prompt_index")
+    groups: dict[int, dict[str, Any]] = {}
+    for cell in summary.per_prompt:
+        index = cell.prompt_index
         if index not in groups:
-            prompt = str(cell.get("prompt") or "")
+            prompt = cell.prompt
             short = prompt if len(prompt) <= PROMPT_CHARS else prompt[: PROMPT_CHARS - 1] + "…"
             groups[index] = {"index": index, "prompt": prompt, "short": short, "rows": []}
-        model = str(cell.get("model"))
-        sample = samples.get((index, model))
-        groups[index]["rows"].append({"model": model, "sample": sample, **_group_row(cell)})
+        sample = samples.get((index, cell.model))
+        groups[index]["rows"].append({"model": cell.model, "sample": sample, **_group_row(cell)})
     for group in groups.values():
         _mark_best(group["rows"])
     return list(groups.values())
@@ -182,19 +170,19 @@ def _failures(measured: Sequence[RequestRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def _when(value: object) -> datetime | None:
+def _when(value: str | None) -> datetime | None:
     try:
-        moment = datetime.fromisoformat(str(value))
-    except (TypeError, ValueError):
+        moment = datetime.fromisoformat(value or "")
+    except ValueError:
         return None
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _window(manifest: Mapping[str, Any]) -> dict[str, str]:
+def _window(manifest: Manifest) -> dict[str, str]:
     """Start and end in UTC (the end without its date when it is the same day), and duration."""
-    start, end = _when(manifest.get("created_at")), _when(manifest.get("finished_at"))
-    first = start.strftime("%Y-%m-%d %H:%M:%S UTC") if start else _text(manifest.get("created_at"))
-    last = _text(manifest.get("finished_at"))
+    start, end = _when(manifest.created_at), _when(manifest.finished_at)
+    first = start.strftime("%Y-%m-%d %H:%M:%S UTC") if start else _text(manifest.created_at)
+    last = _text(manifest.finished_at)
     duration = DASH
     if end is not None:
         same_day = start is not None and start.date() == end.date()
@@ -204,57 +192,43 @@ def _window(manifest: Mapping[str, Any]) -> dict[str, str]:
     return {"start": first, "end": last, "duration": duration}
 
 
-def fmt_ms(value: object) -> str:
-    """Seconds shown in milliseconds, for small values such as event-loop lag."""
-    number = _number(value)
-    return DASH if number is None else f"{number * 1000:,.1f} ms"
-
-
-def _streamed(config: Mapping[str, Any], measured: Sequence[RequestRecord]) -> bool:
-    if isinstance(config.get("stream"), bool):
-        return bool(config["stream"])
+def _streamed(config: RunConfig, measured: Sequence[RequestRecord]) -> bool:
+    if config.stream is not None:
+        return config.stream
     return any(r.ttft_seconds is not None for r in measured)
 
 
-def _manifest_rows(manifest: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The manifest as (section, [(key, value)]) for a readable table; unknown keys kept too."""
-    upstream, prompts = _dict(manifest.get("upstream")), _dict(manifest.get("prompt_file"))
-    client = _dict(manifest.get("client"))
+def _manifest_rows(manifest: Manifest) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The manifest as (section, [(key, value)]) for a readable table."""
+    upstream, prompts, client = manifest.upstream, manifest.prompt_file, manifest.client
     sections: list[tuple[str, list[tuple[str, str]]]] = [
         (
             "Run",
             [
-                ("id", _text(manifest.get("id"))),
-                ("status", _text(manifest.get("status"))),
-                ("created at", _text(manifest.get("created_at"))),
-                ("finished at", _text(manifest.get("finished_at"))),
-                ("models requested", _text(manifest.get("models"))),
+                ("id", _text(manifest.id)),
+                ("status", _text(manifest.status)),
+                ("created at", _text(manifest.created_at)),
+                ("finished at", _text(manifest.finished_at)),
+                ("models requested", _text(manifest.models)),
+                ("models served", _text(manifest.models_served)),
             ],
         ),
-        ("Upstream", [("url", _text(upstream.get("url"))), ("kind", _text(upstream.get("kind")))]),
+        ("Upstream", [("url", _text(upstream.url)), ("kind", _text(upstream.kind))]),
         (
             "Prompt file",
             [
-                ("name", _text(prompts.get("name"))),
-                ("SHA-256", _text(prompts.get("sha256"))),
-                ("prompts", _text(prompts.get("prompts"))),
+                ("name", _text(prompts.name)),
+                ("SHA-256", _text(prompts.sha256)),
+                ("prompts", _text(prompts.prompts)),
             ],
         ),
-        ("Config", [(str(k), _text(v)) for k, v in _dict(manifest.get("config")).items()]),
-        ("Versions", [(str(k), _text(v)) for k, v in _dict(manifest.get("versions")).items()]),
+        ("Config", [(k, _text(v)) for k, v in manifest.config.model_dump().items()]),
+        ("Versions", [(k, _text(v)) for k, v in manifest.versions.items()]),
         (
             "Client event-loop lag",
-            [
-                ("max", fmt_ms(client.get("loop_lag_max_s"))),
-                ("p99", fmt_ms(client.get("loop_lag_p99_s"))),
-            ],
+            [("max", fmt_ms(client.loop_lag_max_s)), ("p99", fmt_ms(client.loop_lag_p99_s))],
         ),
     ]
-    known = {"id", "status", "created_at", "finished_at", "models", "upstream", "prompt_file"}
-    known |= {"config", "versions", "client"}
-    other = [(str(k), _text(v)) for k, v in manifest.items() if k not in known]
-    if other:
-        sections.append(("Other", other))
     return [(name, rows) for name, rows in sections if rows]
 
 
@@ -308,44 +282,40 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_report(
-    summary: dict[str, Any], records: Sequence[RequestRecord], manifest: dict[str, Any]
-) -> str:
+def render_report(summary: Summary, records: Sequence[RequestRecord], manifest: Manifest) -> str:
     """The self-contained HTML report of one benchmark run."""
-    summary, manifest = _dict(summary), _dict(manifest)
     measured = [r for r in records if not r.warmup]
-    config, upstream = _dict(manifest.get("config")), _dict(manifest.get("upstream"))
-    models = list(_dict(summary.get("models")))
+    config, upstream = manifest.config, manifest.upstream
+    models = list(summary.models)
     models += [m for m in dict.fromkeys(r.model for r in measured) if m not in models]
     streamed = _streamed(config, measured)
     failures = _failures(measured)
-    status = str(manifest.get("status") or "")
-    prompt_count = _dict(manifest.get("prompt_file")).get("prompts", summary.get("prompts"))
+    status = manifest.status
     return (
         _environment()
         .get_template("report.html.j2")
         .render(
-            run_id=_text(manifest.get("id")),
-            status=status or "unknown",
+            run_id=_text(manifest.id),
+            status=status,
             status_note=STATUS_NOTES.get(status),
             window=_window(manifest),
-            upstream_url=_text(upstream.get("url")),
-            upstream_kind=_text(upstream.get("kind")),
-            emulator=upstream.get("kind") == "emulator",
-            models_requested=_text(manifest.get("models") or models),
-            prompt_count=_text(prompt_count),
-            runs=_text(config.get("runs", summary.get("runs"))),
-            concurrency=_text(config.get("concurrency")),
+            upstream_url=_text(upstream.url),
+            upstream_kind=_text(upstream.kind),
+            emulator=upstream.kind == "emulator",
+            models_requested=_text(manifest.models or models),
+            prompt_count=_text(manifest.prompt_file.prompts or summary.prompts),
+            runs=_text(config.runs if config.runs is not None else summary.runs),
+            concurrency=_text(config.concurrency),
             streamed=streamed,
             warmup_excluded=len(records) - len(measured),
             overall=_group_row(summary),
-            throughput=_dict(summary.get("throughput")),
+            throughput=summary.throughput,
             model_rows=_model_rows(summary),
             prompt_groups=_prompt_groups(summary, measured),
             charts=_charts(measured, models, streamed),
             failures=failures[:MAX_FAILURES],
             failures_hidden=max(0, len(failures) - MAX_FAILURES),
             manifest_sections=_manifest_rows(manifest),
-            client=_dict(manifest.get("client")),
+            client=manifest.client,
         )
     )

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_gateway.bench.documents import ClientLag, RunConfig
 from llm_gateway.bench.metrics import measure
 from llm_gateway.bench.prompts import Prompt
 from llm_gateway.bench.records import Job, RequestRecord
@@ -51,19 +52,19 @@ class BenchConfig:
         """Every request sent, warm-ups included."""
         return self.requests + self.warmup * len(self.models)
 
-    def manifest(self) -> dict[str, Any]:
-        return {
-            "runs": self.runs,
-            "concurrency": self.concurrency,
-            "rate": self.rate,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "stream": self.stream,
-            "warmup": self.warmup,
-            "timeout": self.timeout,
-            "order": "shuffled" if self.shuffle_seed is not None else "round-robin",
-            "shuffle_seed": self.shuffle_seed,
-        }
+    def manifest(self) -> RunConfig:
+        return RunConfig(
+            runs=self.runs,
+            concurrency=self.concurrency,
+            rate=self.rate,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stream=self.stream,
+            warmup=self.warmup,
+            timeout=self.timeout,
+            order="shuffled" if self.shuffle_seed is not None else "round-robin",
+            shuffle_seed=self.shuffle_seed,
+        )
 
 
 def _payload(config: BenchConfig, model: str, prompt: Prompt) -> dict[str, Any]:
@@ -111,12 +112,12 @@ class LoopLag:
             await asyncio.sleep(self.interval)
             self.samples.append(max(0.0, time.perf_counter() - started - self.interval))
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> ClientLag:
         ordered = sorted(self.samples)
-        return {
-            "loop_lag_max_s": round(ordered[-1], 6) if ordered else None,
-            "loop_lag_p99_s": round(percentile(ordered, 99), 6) if ordered else None,
-        }
+        return ClientLag(
+            loop_lag_max_s=round(ordered[-1], 6) if ordered else None,
+            loop_lag_p99_s=round(percentile(ordered, 99), 6) if ordered else None,
+        )
 
 
 class Runner:

@@ -30,8 +30,10 @@ from llm_gateway.schemas.generate import GenerateRequest
 from llm_gateway.security import is_loopback
 from llm_gateway.upstream.catalog import select
 
+EXIT_OK = 0
 EXIT_UPSTREAM_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell expects after Ctrl-C
 
 T = TypeVar("T")
 
@@ -268,7 +270,7 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmark models on a prompt file: live progress, a summary table, stored results."""
-    from llm_gateway.bench.terminal import run_bench
+    from llm_gateway.cli.bench import run_bench
 
     settings = _settings()
     try:
@@ -277,6 +279,7 @@ def bench(
             prompt_file.read_bytes(),
             max_bytes=settings.bench_max_file_bytes,
             max_prompts=settings.bench_max_prompts,
+            max_prompt_chars=settings.max_prompt_chars,
         )
     except GatewayError as exc:
         err.print(f"[red]{prompt_file}:[/red] {exc.message}")
@@ -311,7 +314,7 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder under benchmarks/.")],
 ) -> None:
     """Re-render a run's summary.json and report.html from its stored results."""
-    from llm_gateway.bench.terminal import rerender
+    from llm_gateway.cli.bench import rerender
 
     raise typer.Exit(rerender(run_dir, console=out_console))
 

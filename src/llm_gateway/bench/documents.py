@@ -1,0 +1,209 @@
+"""The JSON documents of a benchmark run, typed: `summary.json`, `manifest.json`, `status.json`,
+an entry of the runs index, and the answer of `POST /benchmark`.
+
+Statistics flow runner -> stats -> store -> report -> API as these models, and each serialises
+(`model_dump(mode="json")`) to the keys the README documents. Files written by older versions,
+or cut short, still read: a missing key takes its default, an unknown key is ignored, and a
+value of the wrong type is dropped (so it takes its default too) instead of failing the whole
+document.
+
+Pydantic orders fields base first along the MRO, so a mixin listed after the main base puts its
+fields first: that keeps each document's keys in the order the README shows (`run_id` first).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.functional_validators import ModelWrapValidatorHandler
+
+RunState = Literal["queued", "running", "done", "failed", "interrupted", "unknown"]
+ACTIVE: tuple[RunState, ...] = ("queued", "running")
+
+
+class Document(BaseModel):
+    """Base of every stored document: immutable, and tolerant when reading (see the module)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _drop_invalid(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not isinstance(data, dict):
+                raise  # the parent document drops this whole value instead
+            bad = {error["loc"][0] for error in exc.errors() if error["loc"]}
+            return handler({key: value for key, value in data.items() if key not in bad})
+
+
+# --- summary.json -----------------------------------------------------------------------------
+
+
+class Distribution(Document):
+    """One metric over the successful requests of a group (seconds, or tokens/s)."""
+
+    n: int = 0
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+    std_dev: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class GroupStats(Document):
+    """Counts and distributions for one group of requests: a run, a model, a prompt x model."""
+
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    error_rate: float = 0.0
+    errors: dict[str, int] = Field(default_factory=dict)  # failures by class
+    truncated: int = 0  # ok, but cut by max_tokens
+    latency: Distribution | None = None
+    ttft: Distribution | None = None
+    tokens_per_s: Distribution | None = None
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class _Cell(Document):
+    prompt_index: int = 0
+    prompt: str = ""
+    model: str = ""
+
+
+class PromptStats(GroupStats, _Cell):
+    """The statistics of one prompt against one model."""
+
+
+class Throughput(Document):
+    """The run's wall window D (first send to last completion) and what it achieved in it."""
+
+    window_s: float = 0.0
+    requests_per_s: float | None = None  # ok / D
+    output_tokens_per_s: float | None = None  # output tokens of ok requests / D
+
+
+class _Shape(Document):
+    runs: int = 0
+    prompts: int = 0
+
+
+class Summary(GroupStats, _Shape):
+    """`summary.json`: the whole run (flattened in), then per model and per prompt x model."""
+
+    throughput: Throughput = Field(default_factory=Throughput)
+    models: dict[str, GroupStats] = Field(default_factory=dict)  # in the order first run
+    per_prompt: list[PromptStats] = Field(default_factory=list)
+
+
+class RunFiles(Document):
+    """Where a run's files are."""
+
+    results_csv: str = ""
+    summary: str = ""
+    manifest: str = ""
+    report: str = ""
+
+
+class _Head(Document):
+    run_id: str = ""
+    status: RunState = "unknown"
+
+
+class RunResult(Summary, _Head):
+    """A finished run as `POST /benchmark` answers it: id, how it ended, summary, files."""
+
+    files: RunFiles = Field(default_factory=RunFiles)
+
+
+# --- manifest.json ----------------------------------------------------------------------------
+
+
+class UpstreamInfo(Document):
+    """Where the requests went (the URL without credentials; never the key)."""
+
+    url: str = ""
+    kind: str = ""  # "openrouter" | "emulator" | "custom"
+
+
+class PromptFileInfo(Document):
+    name: str = ""
+    sha256: str = ""
+    prompts: int = 0
+
+
+class RunConfig(Document):
+    """How the benchmark was run; None where an older manifest did not record it."""
+
+    runs: int | None = None
+    concurrency: int | None = None
+    rate: float | None = None  # requests per second; None = as fast as concurrency allows
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stream: bool | None = None
+    warmup: int | None = None
+    timeout: float | None = None
+    order: str | None = None  # "round-robin" | "shuffled"
+    shuffle_seed: int | None = None
+
+
+class ClientLag(Document):
+    """How late the benchmark client's own event loop ran its timers."""
+
+    loop_lag_max_s: float | None = None
+    loop_lag_p99_s: float | None = None
+
+
+class Manifest(Document):
+    """`manifest.json`: what was run, against what, with which versions, and when."""
+
+    id: str = ""
+    created_at: str | None = None  # ISO 8601, UTC
+    finished_at: str | None = None
+    status: RunState = "unknown"
+    upstream: UpstreamInfo = Field(default_factory=UpstreamInfo)
+    models: list[str] = Field(default_factory=list)
+    models_served: dict[str, list[str]] = Field(default_factory=dict)  # requested -> answered
+    prompt_file: PromptFileInfo = Field(default_factory=PromptFileInfo)
+    config: RunConfig = Field(default_factory=RunConfig)
+    versions: dict[str, str] = Field(default_factory=dict)
+    client: ClientLag = Field(default_factory=ClientLag)
+
+
+# --- status.json and the index ----------------------------------------------------------------
+
+
+class Progress(Document):
+    done: int = 0
+    total: int = 0
+
+
+class RunStatus(Document):
+    """`status.json`: rewritten as the run goes, so any worker can answer for the run."""
+
+    id: str = ""
+    status: RunState = "unknown"
+    progress: Progress | None = None
+    error: str | None = None
+    updated_at: float = 0.0  # epoch seconds: the heartbeat
+
+
+class RunEntry(Document):
+    """One run in the runs index (and in `GET /benchmarks`)."""
+
+    id: str = ""
+    status: RunState = "unknown"
+    progress: Progress | None = None
+    created_at: str | None = None
+    models: list[str] = Field(default_factory=list)
+    requests: int | None = None  # the counts and size are known once the run has ended
+    ok: int | None = None
+    failed: int | None = None
+    bytes: int | None = None

@@ -1,0 +1,64 @@
+"""The typed run documents read what older versions wrote, and write the documented keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llm_gateway.bench.documents import Manifest
+from llm_gateway.bench.report import render_report
+from llm_gateway.bench.stats import summarize
+from llm_gateway.bench.store import MANIFEST, SUMMARY, RunDir
+
+EXAMPLE = Path(__file__).parents[2] / "benchmarks" / "examples" / "emulator-run"
+
+
+def test_the_committed_example_run_reads_and_writes_the_same_keys() -> None:
+    run = RunDir(EXAMPLE)
+    summary, manifest = run.summary(), run.manifest()
+    assert summary is not None
+    assert (summary.requests, summary.ok, len(summary.models), len(summary.per_prompt)) == (
+        80, 80, 4, 16,
+    )  # fmt: skip
+    assert manifest.status == "done" and manifest.config.runs == 5
+    assert run.status().progress is not None
+    # Serialised again, each is the file it was read from: same keys, same values.
+    for name, document in ((SUMMARY, summary), (MANIFEST, manifest)):
+        assert document.model_dump(mode="json") == json.loads((EXAMPLE / name).read_text())
+    html = render_report(summary, run.records(), manifest)
+    assert "emulator/steady:free" in html and "20261127T165122Z-2588f4" in html
+
+
+def test_partial_and_older_documents_read_with_defaults(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "20250101T000000Z-abcdef")
+    run.path.mkdir()
+    # An older manifest: a few keys, one unknown, one of the wrong type.
+    run.file(MANIFEST).write_text(
+        '{"id": "20250101T000000Z-abcdef", "status": "done", "config": {"runs": "many"},'
+        ' "upstream": "not an object", "retired_key": [1, 2]}'
+    )
+    run.file(SUMMARY).write_text(
+        '{"requests": 2, "ok": 2, "latency": {"n": 2, "avg": 1.5},'
+        ' "models": {"m/a": {"requests": 2, "ok": 2}}, "per_prompt": "?"}'
+    )
+    manifest, summary = run.manifest(), run.summary()
+    assert manifest.status == "done" and manifest.config.runs is None
+    assert manifest.upstream.url == "" and manifest.models == []
+    assert summary is not None and summary.latency is not None
+    assert (summary.latency.avg, summary.latency.p95, summary.per_prompt) == (1.5, None, [])
+    assert summary.models["m/a"].latency is None
+    html = render_report(summary, [], manifest)
+    assert "m/a" in html and "—" in html
+    # A file cut short is no document at all: the run has no summary (yet), its manifest
+    # falls back to its id.
+    run.file(SUMMARY).write_text('{"requests": 2, "ok"')
+    run.file(MANIFEST).write_text("[]")
+    assert run.summary() is None
+    assert run.manifest() == Manifest(id=run.id)
+
+
+def test_the_example_summary_is_what_its_csv_summarises_to() -> None:
+    """The typed statistics compute what the untyped ones stored, number for number."""
+    stored = RunDir(EXAMPLE).summary()
+    assert stored is not None
+    assert summarize(RunDir(EXAMPLE).records()) == stored
