@@ -14,6 +14,7 @@ from typing import Any
 from pydantic_core import from_json
 
 from llm_gateway.errors import BadRequest, InvalidJSON
+from llm_gateway.prompt_size import prompt_chars
 
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
@@ -52,10 +53,11 @@ def check_chat_request(
         raise BadRequest(
             "`messages` is required: a non-empty array of message objects.", param="messages"
         )
-    chars = sum(_text_length(m.get("content")) for m in messages if isinstance(m, dict))
+    chars = prompt_chars(messages)
     if chars > max_prompt_chars:
         raise BadRequest(
-            f"`messages` hold {chars} characters of text; the limit is {max_prompt_chars} "
+            f"`messages` hold {chars} characters of text (tool call arguments included); the "
+            f"limit is {max_prompt_chars} "
             "(GATEWAY_MAX_PROMPT_CHARS).",
             param="messages",
         )
@@ -76,16 +78,3 @@ def check_chat_request(
                 f"`{field}` must be at most {max_tokens_limit} (got {value}).", param=field
             )
     return body
-
-
-def _text_length(content: Any) -> int:
-    """Characters of text in a message's content: a string, or content parts with `text`."""
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(
-            len(part["text"])
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return 0

@@ -50,6 +50,14 @@ def test_a_valid_body_comes_back_parsed_with_everything_in_it() -> None:
             BadRequest,
             "messages",
         ),
+        # Found by review: only `content` was counted, so long tool arguments went through.
+        (
+            '{"model": "m", "messages": [{"role": "assistant", "content": null, "tool_calls": '
+            '[{"id": "c", "type": "function", "function": {"name": "f", "arguments": '
+            '"{\\"a\\": \\"0123456789\\"}"}}]}]}',
+            BadRequest,
+            "messages",
+        ),
     ],
 )
 def test_each_field_the_gateway_relies_on_is_checked_and_named(

@@ -23,6 +23,7 @@ from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.generation import Delta, Done, Generated, Waiting, build_payload, relay
 from llm_gateway.generation import generate as generate_text
+from llm_gateway.prompt_size import prompt_chars
 from llm_gateway.rendering import error_body
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
@@ -42,14 +43,14 @@ async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
             f"max_tokens must be at most {settings.max_tokens_limit} (got {max_tokens})",
             param="max_tokens",
         )
-    chars = len(request.prompt) + len(request.system or "")
+    payload = build_payload(request, max_tokens=max_tokens)
+    chars = prompt_chars(payload["messages"])
     if chars > settings.max_prompt_chars:
         raise InvalidRequest(
             f"prompt (with system) is {chars} characters; the limit is "
             f"{settings.max_prompt_chars} (GATEWAY_MAX_PROMPT_CHARS)",
             param="prompt",
         )
-    payload = build_payload(request, max_tokens=max_tokens)
     if stream:
         upstream = await runtime.client.stream(payload)
         record_attempts(upstream.attempts)
