@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from llm_gateway import __version__
+from llm_gateway.admission import Admission
 from llm_gateway.api import benchmarks, error_handlers, generate, health, models, openai, openapi
 from llm_gateway.api.hot import HotRoutes
 from llm_gateway.browsers import BrowserGuard
@@ -86,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     error_handlers.install(app)
     # Added innermost first: access log -> metrics -> disconnect watch -> browser guard ->
     # CORS -> keys -> body limit -> hot routes -> FastAPI's router.
-    app.add_middleware(HotRoutes, routes=HOT_ROUTES)
+    admission = Admission(settings.max_in_flight, metrics)
+    app.add_middleware(HotRoutes, routes=HOT_ROUTES, admission=admission)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=60.0, gt=0)
     total_timeout: float = Field(default=300.0, gt=0)
     stream_commit_after: float = Field(default=10.0, ge=0)
-    upstream_pool_size: int = Field(default=1024, ge=1)
+    # 0: unbounded. A bound here queues requests silently; admission bounds them instead.
+    upstream_pool_size: int = Field(default=0, ge=0)
+    max_in_flight: int = Field(default=8192, ge=1)
 
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_base: float = Field(default=0.5, ge=0)

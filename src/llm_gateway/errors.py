@@ -24,6 +24,7 @@ GatewayError                    500 internal_error          base; never raised i
 ├── InsufficientStorage         507 insufficient_storage    stored benchmark runs are at their limit
 ├── NotReady                    503 not_ready               the readiness probe failed
 ├── ShuttingDown                503 shutting_down           the server stopped before answering
+├── Overloaded                  503 overloaded              GATEWAY_MAX_IN_FLIGHT requests running
 └── UpstreamError               502 upstream_error          upstream failed (logged, no traceback)
     ├── UpstreamStatusError     upstream 4xx kept as is; 5xx -> 502, 503 -> 503, 408 -> 504
     ├── UpstreamRateLimited     429 upstream_rate_limited   retried; Retry-After passed on
@@ -208,6 +209,15 @@ class NotReady(GatewayError):
 class ShuttingDown(GatewayError):
     status = 503
     code = "shutting_down"
+
+
+class Overloaded(GatewayError):
+    status = 503
+    code = "overloaded"
+
+    def headers(self) -> dict[str, str]:
+        # In-flight requests end within seconds (or a stream's length): worth a quick retry.
+        return {"Retry-After": "1"}
 
 
 class UpstreamError(GatewayError):

@@ -58,6 +58,17 @@ class GatewayMetrics:
             ["result"],
             registry=r,
         )
+        self.in_flight = Gauge(
+            "llm_gateway_in_flight_requests",
+            "Hot requests (/generate, /v1/chat/completions) running, streams until they end.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "llm_gateway_rejected_requests",
+            "Requests refused before any work was started for them, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.open_streams = Gauge(
             "llm_gateway_open_streams", "Server-Sent Event responses in progress.", registry=r
         )

@@ -83,7 +83,8 @@ def raise_open_file_limit(wanted: int) -> None:
 def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
     """The server settings `llm-gateway serve` runs the gateway with."""
     # Connections, plus files, upstream connections and the log, with room to spare.
-    raise_open_file_limit(settings.max_connections + settings.upstream_pool_size + 1024)
+    # Each in-flight request may hold an upstream connection besides its client's.
+    raise_open_file_limit(settings.max_connections + settings.max_in_flight + 1024)
     return uvicorn.Config(
         app,
         host=host,

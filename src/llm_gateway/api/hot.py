@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llm_gateway.admission import Admission
 from llm_gateway.api.error_handlers import NOT_JSON, answer, invalid_request
 from llm_gateway.asgi import route_path
 from llm_gateway.errors import GatewayError, InvalidJSON, MethodNotAllowed
@@ -70,11 +71,12 @@ class HotRoute:
 
 
 class HotRoutes:
-    """Serves each `HotRoute`'s path; passes everything else on to `app`."""
+    """Serves each `HotRoute`'s path, within `admission`; passes everything else on to `app`."""
 
-    def __init__(self, app: ASGIApp, *, routes: Iterable[HotRoute]) -> None:
+    def __init__(self, app: ASGIApp, *, routes: Iterable[HotRoute], admission: Admission) -> None:
         self.app = app
         self.routes = {route.path: route for route in routes}
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(route_path(scope)) if scope["type"] == "http" else None
@@ -88,15 +90,23 @@ class HotRoutes:
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed on {route.path}.", allow=("POST",))
-            body = await _read_body(receive)
-            response = await route.handler(scope["app"].state.runtime, body, scope)
-        except ClientDisconnect:
-            return  # nobody is left to answer
-        except CarriedError as exc:  # the body limit's 413, raised from `receive`
-            response = answer(exc.error, method=method, path=route.path)
+            self.admission.enter()  # at once, before the body: a full gateway does no work
         except GatewayError as exc:
-            response = answer(exc, method=method, path=route.path)
-        await response(scope, receive, send)
+            await answer(exc, method=method, path=route.path)(scope, receive, send)
+            return
+        try:
+            try:
+                body = await _read_body(receive)
+                response = await route.handler(scope["app"].state.runtime, body, scope)
+            except ClientDisconnect:
+                return  # nobody is left to answer
+            except CarriedError as exc:  # the body limit's 413, raised from `receive`
+                response = answer(exc.error, method=method, path=route.path)
+            except GatewayError as exc:
+                response = answer(exc, method=method, path=route.path)
+            await response(scope, receive, send)  # a stream counts until it ends
+        finally:
+            self.admission.leave()
 
 
 async def _read_body(receive: Receive) -> bytes:

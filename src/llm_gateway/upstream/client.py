@@ -72,7 +72,7 @@ class BaseClient:
         api_key: str,
         timeouts: Timeouts,
         retry: RetryPolicy,
-        pool_size: int = 256,
+        pool_size: int = 0,
         headers: dict[str, str] | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
