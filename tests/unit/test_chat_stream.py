@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.stream import ChatStream, Chunk, KeepAlive
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +116,53 @@ async def test_silence_longer_than_the_idle_timeout_is_a_timeout() -> None:
     assert isinstance(await stream.next(), Chunk)
     with pytest.raises(UpstreamTimeout, match="sent nothing"):
         await stream.next()
+
+
+async def _forwarded(stream: ChatStream) -> list[bytes]:
+    return [block async for block in stream.forward()]
+
+
+async def test_forward_passes_the_upstreams_bytes_through_a_read_at_a_time() -> None:
+    comment = b": OPENROUTER PROCESSING\n\n"
+    whole = comment + CHUNK + CHUNK + FINISH + DONE
+    stream = _stream(Response(whole[:40], whole[40:]))
+    blocks = await _forwarded(stream)
+    assert b"".join(blocks) == whole  # byte for byte, comments as they came
+    assert stream.finished
+
+
+async def test_forward_stops_at_an_error_after_the_events_before_it() -> None:
+    error = b'data: {"error":{"message":"Provider returned error","code":502}}\n\n'
+    stream = _stream(Response(CHUNK + CHUNK + error + DONE))
+    blocks: list[bytes] = []
+    with pytest.raises(UpstreamBadResponse, match="Provider returned error"):
+        async for block in stream.forward():
+            blocks.append(block)
+    assert b"".join(blocks) == CHUNK + CHUNK
+
+
+async def test_forward_ends_a_finished_stream_without_done_with_one() -> None:
+    stream = _stream(Response(CHUNK, FINISH))
+    assert b"".join(await _forwarded(stream)) == CHUNK + FINISH + DONE
+
+
+async def test_forward_reports_a_stream_cut_before_its_finish() -> None:
+    stream = _stream(Response(CHUNK))
+    with pytest.raises(UpstreamUnreachable):
+        await _forwarded(stream)
+
+
+async def test_forward_scrubs_secrets_from_the_bytes() -> None:
+    leak = b'data: {"choices":[{"delta":{"content":"key sk-secret-1"}}]}\n\n'
+    stream = ChatStream(
+        Response(leak, FINISH, DONE), idle_timeout=5, started_ns=0, redact=Redactor(["sk-secret-1"])
+    )
+    forwarded = b"".join(await _forwarded(stream))
+    assert b"sk-secret-1" not in forwarded and b"key ***" in forwarded
+
+
+async def test_forward_handles_crlf_line_ends() -> None:
+    crlf = CHUNK.replace(b"\n", b"\r\n") + FINISH.replace(b"\n", b"\r\n") + b"data: [DONE]\r\n\r\n"
+    stream = _stream(Response(crlf[:30], crlf[30:]))
+    assert b"".join(await _forwarded(stream)) == crlf
+    assert stream.finished

@@ -8,7 +8,6 @@ Errors use OpenAI's shape (the renderer picks it for every path under `/v1/`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -32,11 +31,8 @@ from llm_gateway.schemas.openai import (
     OpenAIModelList,
 )
 from llm_gateway.upstream.catalog import ModelInfo
-from llm_gateway.upstream.stream import ChatStream, Chunk
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-SSE_DONE = b"data: [DONE]\n\n"
 
 
 def _model(m: ModelInfo) -> dict[str, Any]:
@@ -95,7 +91,7 @@ async def chat_completions(runtime: Runtime, body: bytes, scope: Scope) -> Respo
         upstream = await runtime.client.stream(body)
         record_attempts(upstream.attempts)
         return EventStreamResponse(
-            guard_stream(_frames(upstream), _error_event),
+            guard_stream(upstream.forward(), _error_event),
             headers=_headers(upstream.attempts, upstream.generation_id),
             on_close=upstream.aclose,
         )
@@ -114,24 +110,6 @@ def _headers(attempts: int, generation_id: str | None) -> dict[str, str]:
     if generation_id:
         headers["X-Generation-Id"] = generation_id
     return headers
-
-
-def _data_frame(raw: str) -> bytes:
-    """An upstream event's data as one SSE event, verbatim."""
-    if "\n" not in raw:
-        return b"data: " + raw.encode() + b"\n\n"
-    # Data that spanned several `data:` lines upstream must span several lines here too.
-    return "".join(f"data: {line}\n" for line in raw.split("\n")).encode() + b"\n"
-
-
-async def _frames(upstream: ChatStream) -> AsyncIterator[bytes]:
-    """Each upstream event and comment verbatim, then `data: [DONE]`."""
-    async for item in upstream:
-        if isinstance(item, Chunk):
-            yield _data_frame(item.raw)
-        else:
-            yield b":" + item.text.encode() + b"\n\n"
-    yield SSE_DONE
 
 
 def _error_event(error: GatewayError) -> bytes:

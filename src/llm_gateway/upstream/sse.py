@@ -1,14 +1,55 @@
-"""An incremental Server-Sent Events decoder for upstream streams.
+"""Server-Sent Events from upstream streams: cut into whole events, decoded, re-encoded.
 
 Upstream bytes arrive in arbitrary pieces: an event can be split across reads, several can
 arrive in one read, and OpenRouter interleaves comment lines (`: OPENROUTER PROCESSING`) that
 must never reach a JSON parser. Comments are surfaced rather than dropped so callers can treat
 them as keep-alives (forward them, or count them as liveness).
+
+- `EventFramer` cuts bytes at event boundaries without decoding them, so a passthrough can
+  forward whole events exactly as they came;
+- `SSEDecoder` turns bytes into events and comments;
+- `encode_data` writes an event's data back as SSE.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# An event ends with a blank line: LF LF, or with CRLF line ends, LF CR LF.
+_BOUNDARY = re.compile(rb"\n\r?\n")
+
+
+class EventFramer:
+    """Feed it bytes; it returns the part that ends on an event boundary (whole events, as
+    received, possibly several), and keeps the rest for the next read."""
+
+    __slots__ = ("_partial",)
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        buffer = self._partial + chunk if self._partial else chunk
+        end = buffer.rfind(b"\n\n") + 2
+        if b"\r" in buffer:  # CRLF line ends (rare): the last boundary of either form
+            end = max((m.end() for m in _BOUNDARY.finditer(buffer)), default=0)
+        elif end == 1:  # no boundary yet
+            end = 0
+        self._partial = buffer[end:]
+        return buffer[:end]
+
+    def close(self) -> bytes:
+        """End of input: what is left, as a last event (a final blank line may be missing)."""
+        rest, self._partial = self._partial, b""
+        return rest + b"\n\n" if rest.strip() else b""
+
+
+def encode_data(data: str) -> bytes:
+    """An event's data as one SSE event (data spanning several lines keeps them)."""
+    if "\n" not in data:
+        return b"data: " + data.encode() + b"\n\n"
+    return "".join(f"data: {line}\n" for line in data.split("\n")).encode() + b"\n"
 
 
 @dataclass(frozen=True, slots=True)

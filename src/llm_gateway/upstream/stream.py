@@ -1,14 +1,15 @@
-"""An open upstream completion stream, read item by item.
+"""An open upstream completion stream, read item by item or forwarded as it came.
 
 The stream is pre-flighted by the client before anyone forwards it: the status is checked and
 the first chunk read (or a short window waited), so failures up to that point are still real
-HTTP errors and may still be retried. After that, failures surface as exceptions from `next()`,
-which the caller turns into an in-band error event.
+HTTP errors and may still be retried. After that, failures surface as exceptions from `next()`
+or `forward()`, which the caller turns into an in-band error event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -21,7 +22,14 @@ import orjson
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.mapping import error_message
-from llm_gateway.upstream.sse import SSEComment, SSEDecoder, SSEItem
+from llm_gateway.upstream.sse import (
+    EventFramer,
+    SSEComment,
+    SSEDecoder,
+    SSEEvent,
+    SSEItem,
+    encode_data,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,12 @@ class UpstreamResponse(Protocol):
 
 
 class ChatStream:
-    """Items of one upstream SSE response; close it when done (`aclose`, or `async with`)."""
+    """One upstream SSE response; close it when done (`aclose`, or `async with`).
+
+    Read it either item by item (`next()`, iteration: parsed chunks, for whoever needs their
+    content) or as the upstream's own bytes (`forward()`, for a passthrough). Reads are kept as
+    whole events, as they came, with the time of the read that brought them.
+    """
 
     def __init__(
         self,
@@ -96,10 +109,12 @@ class ChatStream:
         # What the upstream sends is scrubbed of the gateway's secrets before anyone sees it.
         self._redact = redact or Redactor()
         self._idle_timeout = idle_timeout
+        self._framer = EventFramer()
+        # Whole events as read, each block with the perf_counter_ns() of its read: timing is
+        # taken at arrival, not when a (possibly slower) consumer gets to it.
+        self._blocks: deque[tuple[bytes, int]] = deque()
         self._decoder = SSEDecoder()
-        # Each item with the perf_counter_ns() of the read that brought it: timing is taken at
-        # arrival, not when a (possibly slower) consumer gets to it.
-        self._pending: deque[tuple[SSEItem, int]] = deque()
+        self._pending: deque[tuple[SSEItem, int]] = deque()  # decoded, for next()
         self._eof = False
         self.finished = False  # [DONE] seen, or a finish_reason followed by a clean end
         self._saw_finish = False
@@ -121,31 +136,33 @@ class ChatStream:
             yield item
 
     async def prime(self, window: float) -> None:
-        """Read ahead until the first chunk is buffered, the stream ends, or `window` passes.
+        """Read ahead until the first event with data is buffered, the stream ends, or
+        `window` passes.
 
         Errors found here (an error as the first event, a dead connection) are raised before
         our own response has started, so they become real HTTP statuses.
         """
         try:
             async with asyncio.timeout(window):
-                while not self._eof and not self._has_buffered_chunk():
+                while not self._eof and not any(_has_data(b) for b, _ in self._blocks):
                     await self._fill()
         except TimeoutError:
             return  # only keep-alives so far: the caller starts forwarding anyway
-        for item, _ in self._pending:
-            if not isinstance(item, SSEComment) and item.data != "[DONE]":
-                error = inband_error(self._parse(item.data))
-                if error is not None:
-                    raise self._redact.error(error)
-                break
-
-    def _has_buffered_chunk(self) -> bool:
-        return any(not isinstance(item, SSEComment) for item, _ in self._pending)
+        # Only the first event decides: an error after it is the stream's, not the request's.
+        first = next((b for b, _ in self._blocks if _has_data(b)), b"")
+        if _may_carry_error(first):
+            event = next(i for i in SSEDecoder().feed(first) if isinstance(i, SSEEvent))
+            if event.data != "[DONE]":
+                self._raise_inband(self._parse(event.data))
 
     async def next(self) -> StreamItem | None:
         """The next item, or None once the stream has ended. Cancel-safe."""
         while True:
             while not self._pending:
+                if self._blocks:
+                    block, received_ns = self._blocks.popleft()
+                    self._pending.extend((item, received_ns) for item in self._decoder.feed(block))
+                    continue
                 if self._eof:
                     self._check_complete()
                     return None
@@ -154,18 +171,77 @@ class ChatStream:
             if isinstance(item, SSEComment):
                 return KeepAlive(item.text)
             if item.data == "[DONE]":
-                self.finished = True
-                self._eof = True
-                self._pending.clear()
+                self._done()
                 return None
             raw = self._redact.content(item.data)
             data = self._parse(raw)
-            error = inband_error(data)
-            if error is not None:
-                raise self._redact.error(error)
+            self._raise_inband(data)
             if _has_finish(data):
                 self._saw_finish = True
             return Chunk(data, raw, received_ns)
+
+    async def forward(self) -> AsyncIterator[bytes]:
+        """The upstream's events as it sent them (comments included), a read's worth at a
+        time, ending with `data: [DONE]`; an in-band error is raised instead of forwarded.
+
+        Healthy events are not parsed: a byte search tells whether an event may carry an
+        error, and only those are decoded and checked. Events are passed on as they are
+        otherwise, so an event that is not JSON reaches the client as the upstream sent it.
+        """
+        while True:
+            while not self._blocks:
+                if self._eof:
+                    self._check_complete()  # a finish without [DONE] still ends cleanly
+                    yield _DONE
+                    return
+                await self._fill()
+            block = self._redact.content_bytes(self._blocks.popleft()[0])
+            if _may_carry_error(block):
+                block, error = self._checked(block)
+                if error is not None:
+                    if block:
+                        yield block  # the events before the error are the client's
+                    raise error
+            elif b"finish_reason" in block and _FINISH.search(block):
+                self._saw_finish = True
+            if b"[DONE]" in block and _DONE_LINE.search(block):
+                self._done()
+                yield block
+                return
+            yield block
+
+    def _checked(self, block: bytes) -> tuple[bytes, UpstreamBadResponse | None]:
+        """`block` decoded and each event checked: the events up to the first in-band error
+        (re-encoded), and that error, if any."""
+        out = []
+        for item in SSEDecoder().feed(block):
+            if isinstance(item, SSEComment):
+                out.append(b":" + item.text.encode() + b"\n\n")
+                continue
+            if item.data == "[DONE]":
+                out.append(_DONE)
+                continue
+            try:
+                data = self._parse(item.data)
+            except UpstreamBadResponse as exc:
+                return b"".join(out), exc
+            error = inband_error(data)
+            if error is not None:
+                return b"".join(out), self._redact.error(error)
+            self._saw_finish = self._saw_finish or _has_finish(data)
+            out.append(encode_data(item.data))
+        return b"".join(out), None
+
+    def _raise_inband(self, data: dict[str, Any]) -> None:
+        error = inband_error(data)
+        if error is not None:
+            raise self._redact.error(error)
+
+    def _done(self) -> None:
+        self.finished = True
+        self._eof = True
+        self._blocks.clear()
+        self._pending.clear()
 
     def _check_complete(self) -> None:
         # Some OpenAI-compatible servers end without [DONE]; a finish_reason is enough.
@@ -197,10 +273,12 @@ class ChatStream:
             raise UpstreamUnreachable(f"The upstream stream broke: {exc}") from exc
         now = time.perf_counter_ns()
         if data:
-            self._pending.extend((item, now) for item in self._decoder.feed(data))
+            block = self._framer.feed(data)
         else:
             self._eof = True
-            self._pending.extend((item, now) for item in self._decoder.close())
+            block = self._framer.close()
+        if block:
+            self._blocks.append((block, now))
 
     async def aclose(self) -> None:
         """Release the connection; cut it if the stream was not read to the end, so the
@@ -209,6 +287,21 @@ class ChatStream:
             self._response.release()
         else:
             self._response.close()
+
+
+_DONE = b"data: [DONE]\n\n"
+_DONE_LINE = re.compile(rb"(?m)^data: ?\[DONE\]\r?$")
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
+def _has_data(block: bytes) -> bool:
+    return block.startswith(b"data:") or b"\ndata:" in block
+
+
+def _may_carry_error(block: bytes) -> bool:
+    # An `"error"` key (a top-level error) or value (`finish_reason: "error"`). Model text
+    # cannot match: a quote inside a JSON string is escaped.
+    return b'"error"' in block
 
 
 def _has_finish(data: dict[str, Any]) -> bool:
