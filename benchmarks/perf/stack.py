@@ -16,12 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 HOST = "127.0.0.1"
+# Other processes using more than this many cores during a measurement make it suspect.
+BUSY_CORES = 0.2
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
@@ -272,11 +274,32 @@ def foreign_cores(before: CpuSample, after: CpuSample) -> float:
     return max(0.0, foreign / wall)
 
 
-@contextlib.contextmanager
-def measured_noise(into: dict[str, object]) -> Iterator[None]:
-    """Record into `into["foreign_cores"]` how busy the rest of the machine was meanwhile."""
-    before = cpu_sample()
-    try:
-        yield
-    finally:
-        into["foreign_cores"] = round(foreign_cores(before, cpu_sample()), 3)
+class NoiseMeter:
+    """How many cores other processes used while the `with` block ran: `cores` after it."""
+
+    def __init__(self) -> None:
+        self._before: CpuSample | None = None
+        self.cores = 0.0
+
+    def __enter__(self) -> NoiseMeter:
+        self._before = cpu_sample()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._before is not None, "NoiseMeter is used as a context manager"
+        self.cores = round(foreign_cores(self._before, cpu_sample()), 3)
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of all of a process's threads so far."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/status") as status:
+                total += sum(int(x.split()[1]) for x in status if "ctxt_switches" in x)
+    return total
