@@ -1,16 +1,22 @@
 """The targets the issues set, each checked against a run: met, not met, or not applicable.
 
-Issue 5: what the gateway adds over a direct call and the floor. A target whose measurement
-was not part of the run is left out; one whose measurement failed is not met; one without its
-baseline (direct, the floor) is "n/a".
+Issue 5: what the gateway adds over a direct call and the floor. Issue 14: long streams by the
+thousand. A target whose measurement was not part of the run is left out; one whose measurement
+failed is not met; one without its baseline (direct, the floor) is "n/a".
 """
 
 from __future__ import annotations
 
-from fmt import mb, ms, rps, seconds
-from result import Check, Derived, RunResult
+from fmt import kb, mb, ms, ratio, rps, seconds
+from result import CapacityStep, Check, Derived, RunResult
 
 GATEWAY_KEYS = ("gateway", "gateway_generate")
+# Issue 14's capacity targets.
+FLOOR_TTFT_P99_MS = 250.0
+TTFT_P99_X_FLOOR = 2.0
+WALL_X_FLOOR = 1.3
+RSS_PER_STREAM_KB = 30.0
+RSS_AT_STREAMS = 3000
 
 
 def _failed(issue: int, what: str, error: str | None) -> Check:
@@ -28,6 +34,16 @@ def check_targets(result: RunResult, derived: Derived) -> list[Check]:
             _ramp(result, key),
         ]
     checks += [*_memory(result), _startup(result)]
+    for streams in sorted(result.capacity):
+        steps = result.capacity[streams]
+        if "floor" in steps:
+            checks.append(_capacity_floor(steps["floor"]))
+        for key in GATEWAY_KEYS:
+            if key in steps:
+                checks.append(_capacity_gateway(result, derived, steps[key]))
+    for key in GATEWAY_KEYS:
+        if key in result.capacity.get(RSS_AT_STREAMS, {}):
+            checks.append(_capacity_memory(result, derived, key))
     return [check for check in checks if check is not None]
 
 
@@ -153,4 +169,63 @@ def _startup(result: RunResult) -> Check | None:
         what="gateway start-up < 2 s (to first 200 on /health)",
         measured=seconds(service.startup_s),
         met=service.startup_s < 2.0,
+    )
+
+
+def _capacity_floor(step: CapacityStep) -> Check:
+    what = (
+        f"floor: {step.streams:,} long streams, every one complete and in order, "
+        f"TTFT p99 < {FLOOR_TTFT_P99_MS:.0f} ms"
+    )
+    stats = step.hold.stats
+    if stats is None:
+        return _failed(14, what, step.hold.error)
+    p99 = stats.ttft.p99_ms
+    return Check(
+        issue=14,
+        what=what,
+        measured=f"{stats.ok:,}/{step.streams:,} complete, TTFT p99 {ms(p99)}",
+        met=step.hold.complete and p99 is not None and p99 < FLOOR_TTFT_P99_MS,
+    )
+
+
+def _capacity_gateway(result: RunResult, derived: Derived, step: CapacityStep) -> Check:
+    what = (
+        f"{result.label(step.target)}: {step.streams:,} long streams, every one complete and in "
+        f"order, TTFT p99 <= {TTFT_P99_X_FLOOR:g}x and wall time <= {WALL_X_FLOOR:g}x the floor's"
+    )
+    stats = step.hold.stats
+    if stats is None:
+        return _failed(14, what, step.hold.error)
+    delta = derived.capacity[step.streams][step.target]
+    measured = (
+        f"{stats.ok:,}/{step.streams:,} complete, TTFT p99 {ms(stats.ttft.p99_ms)} "
+        f"({ratio(delta.ttft_p99_x_floor)}), wall {stats.wall_s:.1f} s "
+        f"({ratio(delta.wall_x_floor)})"
+    )
+    met: bool | None
+    if not step.hold.complete:
+        met = False
+    elif delta.ttft_p99_x_floor is None or delta.wall_x_floor is None:
+        met = None  # the floor's step failed: nothing to compare with
+    else:
+        met = delta.ttft_p99_x_floor <= TTFT_P99_X_FLOOR and delta.wall_x_floor <= WALL_X_FLOOR
+    return Check(issue=14, what=what, measured=measured, met=met)
+
+
+def _capacity_memory(result: RunResult, derived: Derived, key: str) -> Check:
+    step = result.capacity[RSS_AT_STREAMS][key]
+    what = (
+        f"{result.label(key)}: RSS per open stream at {RSS_AT_STREAMS:,} streams "
+        f"<= {RSS_PER_STREAM_KB:g} KB"
+    )
+    delta = derived.capacity[RSS_AT_STREAMS].get(key)
+    if delta is None:
+        return _failed(14, what, step.hold.error)
+    per_stream = delta.rss_per_stream_kb
+    return Check(
+        issue=14,
+        what=what,
+        measured=f"{kb(per_stream)} ({mb(step.rss_idle_mb)} idle, {mb(step.rss_peak_mb)} open)",
+        met=per_stream is not None and per_stream <= RSS_PER_STREAM_KB,
     )

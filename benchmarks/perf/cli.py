@@ -39,6 +39,13 @@ def _phases(text: str) -> list[str]:
     return phases
 
 
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def parser() -> argparse.ArgumentParser:
     defaults = Options()
     found = argparse.ArgumentParser(description=DESCRIPTION)
@@ -51,6 +58,23 @@ def parser() -> argparse.ArgumentParser:
     add("--ramp", type=_ints, help="concurrent-stream steps (default 100,250,500,1000)")
     add("--ramp-timeout", type=float, default=defaults.ramp_timeout, help="seconds per step")
     add(
+        "--capacity-steps",
+        type=_ints,
+        help="long-stream steps of the capacity phase (default 1000,2000,3000,5000; quick 1000)",
+    )
+    add(
+        "--capacity-spread",
+        type=float,
+        default=defaults.capacity_spread,
+        help="seconds over which a capacity step's streams start",
+    )
+    add(
+        "--capacity-timeout",
+        type=float,
+        default=defaults.capacity_timeout,
+        help="seconds per capacity step before open streams count as failed",
+    )
+    add(
         "--phases",
         type=_phases,
         default=list(PHASES),
@@ -62,6 +86,15 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.peer_memory_requests,
         help="per batch for the peer (LiteLLM serves ~60 req/s: 10,000 would take minutes)",
+    )
+    add(
+        "--gateway-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for every gateway the run starts (repeatable), e.g. "
+        "GATEWAY_UPSTREAM_POOL_SIZE=4096",
     )
     add("--quick", action="store_true", help="short smoke run; no LATEST.md")
     add("--profile", action="store_true", help="py-spy the gateway instead")
@@ -95,9 +128,12 @@ def parse_args(argv: list[str] | None) -> Options:
             "memory_requests": 1_000,
             "peer_memory_requests": 200,
             "ramp": [100, 250],
+            "capacity_steps": [1000],
         }
     given = {k: v for k, v in vars(args).items() if v is not None}
-    # --quick sets the defaults it shortens; an explicit --ramp still wins.
-    if "ramp" in given:
-        quick.pop("ramp")
+    given["gateway_env"] = dict(args.gateway_env)
+    # --quick sets the defaults it shortens; options given explicitly still win for the lists.
+    for name in ("ramp", "capacity_steps"):
+        if name in given:
+            quick.pop(name, None)
     return Options.model_validate({**given, **quick})

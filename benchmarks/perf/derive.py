@@ -1,5 +1,5 @@
 """Numbers derived from what a run measured: deltas against direct, ratios against the floor,
-and how noisy the machine was.
+the capacity phase's rates and memory per stream, and how noisy the machine was.
 
 Pure functions of a `RunResult`. A number is absent only for a stated reason (its baseline was
 not measured or failed, the cell itself failed, or it had no samples); anything else that goes
@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 
 from result import (
+    CapacityDelta,
     Derived,
     LoadStats,
     Noise,
@@ -22,7 +23,7 @@ from stack import BUSY_CORES
 
 
 def derive(result: RunResult) -> Derived:
-    return Derived(nonstream=_nonstream(result), stream=_stream(result))
+    return Derived(nonstream=_nonstream(result), stream=_stream(result), capacity=_capacity(result))
 
 
 def _minus(value: float | None, base: float | None) -> float | None:
@@ -80,6 +81,29 @@ def _stream(result: RunResult) -> dict[str, StreamDelta]:
             added_gap_p50_ms=None if direct is None else _minus(mine.gap.p50_ms, direct.gap.p50_ms),
             added_gap_p99_ms=None if direct is None else _minus(mine.gap.p99_ms, direct.gap.p99_ms),
         )
+    return found
+
+
+def _capacity(result: RunResult) -> dict[int, dict[str, CapacityDelta]]:
+    found: dict[int, dict[str, CapacityDelta]] = {}
+    for streams, steps in result.capacity.items():
+        floor = steps["floor"].hold.stats if "floor" in steps else None
+        row = found.setdefault(streams, {})
+        for key, step in steps.items():
+            stats = step.hold.stats
+            if stats is None:
+                continue
+            grew = _minus(step.rss_peak_mb, step.rss_idle_mb)
+            base = None if key == "floor" else floor  # the floor is not compared with itself
+            row[key] = CapacityDelta(
+                events_per_s=round(stats.events / stats.wall_s, 1),
+                # MB and KB are 10^6 and 10^3 bytes: x 1,000 per MB.
+                rss_per_stream_kb=None if grew is None else round(grew * 1000 / streams, 2),
+                ttft_p99_x_floor=None
+                if base is None
+                else _times(stats.ttft.p99_ms, base.ttft.p99_ms),
+                wall_x_floor=None if base is None else _times(stats.wall_s, base.wall_s),
+            )
     return found
 
 

@@ -32,6 +32,8 @@ from result import (
 from stack import BUSY_CORES, NoiseMeter, Stack
 
 HERE = Path(__file__).resolve().parent
+# One generator process keeps up with about this many open streams (a hold step is split).
+STREAMS_PER_GENERATOR = 1000
 
 # wrk's own summary is text; this prints the numbers as one JSON line instead (microseconds).
 _WRK_DONE = """
@@ -316,21 +318,26 @@ class Runner:
         streams: int,
         expect: int,
         timeout: float,
+        spread: float = 0.0,
     ) -> HoldStep:
-        """`streams` streams opened together: how many were complete and in order, the peak
-        open at once, TTFT."""
-        # Large steps are split over two generator processes so the client keeps up.
-        procs = 1 if streams < 500 else 2
-        start_at = time.monotonic() + 1.0
+        """`streams` streams opened together, or evenly over `spread` s: how many were complete
+        and in order, the peak open at once, TTFT, the events received."""
+        # Large steps are split over generator processes so the client keeps up.
+        procs = max(1 if streams < 500 else 2, math.ceil(streams / STREAMS_PER_GENERATOR))
+        # Each generator imports aiohttp and uvloop first: they all start streams together.
+        start_at = time.monotonic() + 1.0 + 0.3 * procs
         jobs = [
             {
                 "mode": "hold",
                 "request": request_for(target, model, stream=True, expect=expect),
                 "streams": share,
                 "timeout": timeout,
+                "request_timeout": timeout,
                 "start_at": start_at,
+                "spread": spread,
+                "phase": index / procs,
             }
-            for share in _split(streams, procs)
+            for index, share in enumerate(_split(streams, procs))
         ]
         with NoiseMeter() as noise:
             outs, error = self.loadgen(jobs, timeout=timeout + 60)
@@ -350,6 +357,7 @@ class Runner:
                 errors=errors,
                 wall_s=round(max(out["wall_s"] for out in outs), 3),
                 peak_open=_peak_overlap([span for out in outs for span in out["spans"]]),
+                events=sum(out["events"] for out in outs),
                 ttft=latency([v for out in outs for v in out["ttft_s"]]),
                 stream_duration=latency([v for out in outs for v in out["duration_s"]]),
             ),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmt import mb, ms, ratio, rps, seconds
+from fmt import kb, mb, ms, ratio, rps, seconds
 from result import Derived, LoadCell, Measured, RunResult
 from stack import BUSY_CORES
 
@@ -156,6 +156,42 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
     return lines
 
 
+def capacity_table(result: RunResult, derived: Derived) -> list[str]:
+    setup, options = result.setup, result.run.options
+    stream_s = setup.capacity_chunks * setup.capacity_gap_ms / 1000
+    lines = [
+        "",
+        f"N streams of {setup.capacity_model} ({setup.capacity_chunks} content chunks "
+        f"{setup.capacity_gap_ms} ms apart, ~{stream_s:g} s each), started evenly over "
+        f"{options.capacity_spread:g} s, per target on a server started for that step alone. "
+        "Complete = every content event in order and a proper end. "
+        "Wall = first stream started to last ended; events/s = content events received / wall. "
+        "RSS = the server's process tree: idle after a short warm-up, and the most it used while "
+        "the streams were open; per stream = (open - idle) / N, KB = 1,000 bytes."
+        + (f" Gateway environment: {options.gateway_env}." if options.gateway_env else ""),
+        "",
+        "| streams | target | complete | errors | TTFT p50 | TTFT p99 | x floor | wall "
+        "| x floor | events/s | RSS idle | RSS open | per stream | other load (cores) |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for streams, steps in result.capacity.items():
+        for key, step in steps.items():
+            head = f"| {streams:,} | {result.label(key)}"
+            hold = step.hold
+            if hold.stats is None:
+                lines.append(f"{head} | failed: {(hold.error or '?')[:80]} |")
+                continue
+            h = hold.stats
+            d = derived.capacity[streams][key]
+            lines.append(
+                f"{head} | {h.ok:,}/{streams:,} | {h.errors or '-'} | {ms(h.ttft.p50_ms)} "
+                f"| {ms(h.ttft.p99_ms)} | {ratio(d.ttft_p99_x_floor)} | {h.wall_s:.1f} s "
+                f"| {ratio(d.wall_x_floor)} | {d.events_per_s:,.0f} | {mb(step.rss_idle_mb)} "
+                f"| {mb(step.rss_peak_mb)} | {kb(d.rss_per_stream_kb)} | {_noise(hold)} |"
+            )
+    return lines
+
+
 def memory_table(result: RunResult) -> list[str]:
     lines = [
         "",
@@ -222,11 +258,12 @@ def notes(result: RunResult) -> list[str]:
         if result.setup.wrk
         else "the Python client (wrk not installed): two aiohttp processes"
     )
+    extra = result.run.options.gateway_env
     return [
         f"Load generator: {generator}; streams and fixed-count batches: "
-        "`benchmarks/perf/loadgen.py` (aiohttp, uvloop) in its own process(es). The direct rows "
-        "are the generator driving the upstream with nothing in between: far above every proxy, "
-        "so the generator is not what limits them.",
+        "`benchmarks/perf/loadgen.py` (aiohttp, uvloop) in its own process(es), one per 1,000 "
+        "streams of a large step. The direct rows are the generator driving the upstream with "
+        "nothing in between: far above every proxy, so the generator is not what limits them.",
         "Every server is its own process on 127.0.0.1: perf upstream, floor "
         "(`benchmarks/perf/floor.py`: uvicorn, one worker, uvloop + httptools, no access log, one "
         "aiohttp ClientSession without a connection limit, bytes passed through, streams "
@@ -235,7 +272,8 @@ def notes(result: RunResult) -> list[str]:
         "Gateway: `llm-gateway serve` (uvicorn, one worker), GATEWAY_UPSTREAM=openrouter pointed "
         "at the perf upstream, default settings otherwise (upstream pool 1024, retries on), "
         "GATEWAY_LOG_LEVEL=INFO (the default) so its access log is on, as users run it: one line "
-        "per request to logs/server_logs.txt and to stderr (a file here).",
+        "per request to logs/server_logs.txt and to stderr (a file here)."
+        + (f" Extra environment (`--gateway-env`): {extra}." if extra else ""),
         "LiteLLM (with PEER=litellm): its own virtualenv, `litellm --num_workers 1`, one "
         "OpenAI-compatible model entry per model id pointing at the perf upstream, retries 0 "
         "(router and OpenAI SDK), no callbacks, no cache, local model-cost map, "
@@ -286,7 +324,7 @@ def render(result: RunResult) -> str:
         lines += ["", f"**Error:** {error}"]
     lines += ["", "## Summary (issue 5's table, measured in this run)", ""]
     lines += summary_table(result, derived)
-    lines += ["", "## Issue 5 targets", *targets_table(result)]
+    lines += ["", "## Targets (issues 5 and 14)", *targets_table(result)]
     lines += [
         "",
         "## Non-streaming: throughput and latency",
@@ -299,6 +337,9 @@ def render(result: RunResult) -> str:
         *nonstream_tables(result, derived),
     ]
     lines += ["", "## Streaming", *stream_tables(result, derived)]
+    if result.capacity:
+        lines += ["", "## Capacity: long streams by the thousand (issue 14)"]
+        lines += capacity_table(result, derived)
     lines += [
         "",
         "## Memory and start-up",

@@ -15,8 +15,8 @@ from typing import Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-Phase = Literal["memory", "emulator", "nonstream", "stream", "ramp"]
-PHASES: tuple[Phase, ...] = ("memory", "emulator", "nonstream", "stream", "ramp")
+Phase = Literal["memory", "emulator", "nonstream", "stream", "ramp", "capacity"]
+PHASES: tuple[Phase, ...] = ("memory", "emulator", "nonstream", "stream", "ramp", "capacity")
 Mode = Literal["full", "quick", "profile", "whatif"]
 
 
@@ -34,9 +34,13 @@ class Options(Model):
     stream_concurrency: int = 4
     ramp: list[int] = [100, 250, 500, 1000]
     ramp_timeout: float = 60.0
+    capacity_steps: list[int] = [1000, 2000, 3000, 5000]
+    capacity_spread: float = 3.0  # seconds over which a capacity step's streams start
+    capacity_timeout: float = 120.0
     phases: list[Phase] = list(PHASES)
     memory_requests: int = 10_000
     peer_memory_requests: int = 2_000
+    gateway_env: dict[str, str] = {}
     quick: bool = False
     profile: bool = False
     profile_seconds: int = 10
@@ -129,12 +133,13 @@ class HoldStats(Model):
     errors: dict[str, int]
     wall_s: float  # first stream started to last stream ended
     peak_open: int  # most streams between first content event and end at one instant
+    events: int  # content events received, over all streams
     ttft: Latency
     stream_duration: Latency
 
 
 class HoldStep(Measured[HoldStats]):
-    """`streams` streams opened together."""
+    """`streams` streams opened together (or spread over a few seconds)."""
 
     target: str
     streams: int
@@ -170,6 +175,16 @@ class Memory(Model):
     after_1_mb: float | None
     after_2_mb: float | None
     growth_mb: float | None
+
+
+class CapacityStep(Model):
+    """One target at N long streams, on a server started for this step alone."""
+
+    target: str
+    streams: int
+    hold: HoldStep
+    rss_idle_mb: float | None  # the server's process tree, warmed up, before the streams
+    rss_peak_mb: float | None  # the most it used while they were open
 
 
 class ServiceInfo(Model):
@@ -208,6 +223,9 @@ class Setup(Model):
     ramp_model: str
     ramp_chunks: int
     ramp_gap_ms: int
+    capacity_model: str
+    capacity_chunks: int
+    capacity_gap_ms: int
 
 
 class RunInfo(Model):
@@ -240,9 +258,17 @@ class StreamDelta(Model):
     added_gap_p99_ms: float | None
 
 
+class CapacityDelta(Model):
+    events_per_s: float
+    rss_per_stream_kb: float | None  # (peak - idle) / streams, KB = 1,000 bytes
+    ttft_p99_x_floor: float | None  # None for the floor itself, or without a floor step
+    wall_x_floor: float | None
+
+
 class Derived(Model):
     nonstream: dict[int, dict[str, NonstreamDelta]] = {}
     stream: dict[str, StreamDelta] = {}
+    capacity: dict[int, dict[str, CapacityDelta]] = {}
 
 
 class Check(Model):
@@ -285,6 +311,7 @@ class RunResult(Model):
     stream: dict[str, StreamCell] = {}
     ramp: dict[str, Ramp] = {}
     memory: dict[str, Memory] = {}
+    capacity: dict[int, dict[str, CapacityStep]] = {}  # streams -> target -> step
     # Filled at the end of a measuring run (derive.py, checks.py):
     derived: Derived | None = None
     targets: list[Check] = []
@@ -302,4 +329,5 @@ class RunResult(Model):
         found += [cell for cells in self.nonstream.values() for cell in cells.values()]
         found += [step for ramp in self.ramp.values() for step in ramp.steps]
         found += [batch for memory in self.memory.values() for batch in memory.batches]
+        found += [step.hold for steps in self.capacity.values() for step in steps.values()]
         return found

@@ -1,4 +1,4 @@
-"""The gateway's performance harness (issue 5): `make perf`, `make perf PEER=litellm`.
+"""The gateway's performance harness (issues 5 and 14): `make perf`, `make perf PEER=litellm`.
 
 Starts, each as its own process on a loopback port: the perf upstream (instant, OpenRouter
 shaped), the emulator (measured alone, to show why it is not the upstream), the floor (a bare
@@ -29,6 +29,7 @@ from typing import Any
 import checks
 import derive
 import peer
+import phase_capacity
 import phase_memory
 import phase_nonstream
 import phase_ramp
@@ -50,7 +51,7 @@ from services import (
     Servers,
     endpoints,
 )
-from stack import Service, Stack, StartError, rss_mb, tree_rss_mb
+from stack import Service, Stack, StartError, raise_fd_limit, rss_mb, tree_rss_mb
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -182,6 +183,9 @@ def run_phases(options: Options, result: RunResult, runner: Runner, servers: Ser
             result.ramp[target.key] = phase_ramp.run(
                 runner, target, options.ramp, options.ramp_timeout
             )
+    if "capacity" in phases:
+        say("capacity: long streams by the thousand, a fresh server per step ...")
+        phase_capacity.run(runner, servers, options, result.capacity)
 
     for name, service in services.items():
         result.services[name].rss_end_mb = _mb(tree_rss_mb(service.pid))
@@ -256,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = RESULTS / stem
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    say(f"open-file limit: {raise_fd_limit()} (servers and generators inherit it)")
     wrk = ensure_wrk(install=not options.no_install)
     if wrk is None:
         say("wrk unavailable: falling back to the Python load generator for non-streaming loads")
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with Stack(run_dir / "logs") as stack:
                 runner = Runner(run_dir, stack, sys.executable, wrk)
-                run_mode(options, result, runner, Servers(stack, run_dir))
+                run_mode(options, result, runner, Servers(stack, run_dir, options.gateway_env))
         except KeyboardInterrupt:
             result.run.interrupted = True
             say("interrupted: every process started was stopped; writing what was measured")

@@ -27,8 +27,11 @@ INSTANT_CHUNKS = 20
 STREAM_CHUNKS, STREAM_GAP_MS = 20, 5
 # Ramp streams: long enough (~1.2 s) that the streams of one step overlap.
 RAMP_CHUNKS, RAMP_GAP_MS = 40, 30
+# Capacity streams (issue 14): ~10 s each, like a real completion, so thousands stay open.
+CAPACITY_CHUNKS, CAPACITY_GAP_MS = 50, 200
 STREAM_MODEL = f"perf/paced-{STREAM_CHUNKS}-{STREAM_GAP_MS}"
 RAMP_MODEL = f"perf/paced-{RAMP_CHUNKS}-{RAMP_GAP_MS}"
+CAPACITY_MODEL = f"perf/paced-{CAPACITY_CHUNKS}-{CAPACITY_GAP_MS}"
 
 SETUP = Setup(
     wrk=None,
@@ -37,6 +40,9 @@ SETUP = Setup(
     ramp_model=RAMP_MODEL,
     ramp_chunks=RAMP_CHUNKS,
     ramp_gap_ms=RAMP_GAP_MS,
+    capacity_model=CAPACITY_MODEL,
+    capacity_chunks=CAPACITY_CHUNKS,
+    capacity_gap_ms=CAPACITY_GAP_MS,
 )
 
 
@@ -47,10 +53,12 @@ def clean_env() -> dict[str, str]:
 
 @dataclass
 class Servers:
-    """Starts the run's servers."""
+    """Starts the run's servers; every gateway gets `gateway_env` (the `--gateway-env` option)
+    on top of the harness's own settings."""
 
     stack: Stack
     run_dir: Path
+    gateway_env: Mapping[str, str] = field(default_factory=dict)
     _upstream: Service | None = field(default=None, init=False)
 
     @property
@@ -93,6 +101,7 @@ class Servers:
             GATEWAY_LOG_DIR=str(home / "logs"),
             GATEWAY_BENCHMARKS_DIR=str(home / "benchmarks"),
         )
+        full_env.update(self.gateway_env)
         full_env.update(env or {})
         port = free_port()
         argv = [str(BIN / "llm-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -121,7 +130,7 @@ class Servers:
             config,
             upstream_url=self.upstream_api,
             api_key=UPSTREAM_KEY,
-            models=[INSTANT, STREAM_MODEL, RAMP_MODEL],
+            models=[INSTANT, STREAM_MODEL, RAMP_MODEL, CAPACITY_MODEL],
         )
         port = free_port()
         return self.stack.start(
@@ -137,15 +146,7 @@ class Servers:
 
 def endpoints(services: Mapping[str, Service], upstream_api: str) -> dict[str, Target]:
     """The endpoints measured, in report order, for the services that are running."""
-    found = {
-        "direct": Target(
-            "direct",
-            "direct to the upstream",
-            f"{upstream_api}/chat/completions",
-            "chat",
-            {"Authorization": f"Bearer {UPSTREAM_KEY}"},
-        )
-    }
+    found = {"direct": direct_target(upstream_api)}
     if "floor" in services:
         found["floor"] = floor_target(services["floor"])
     if "gateway" in services:
@@ -159,6 +160,16 @@ def endpoints(services: Mapping[str, Service], upstream_api: str) -> dict[str, T
             {"Authorization": f"Bearer {peer.MASTER_KEY}"},
         )
     return found
+
+
+def direct_target(upstream_api: str) -> Target:
+    return Target(
+        "direct",
+        "direct to the upstream",
+        f"{upstream_api}/chat/completions",
+        "chat",
+        {"Authorization": f"Bearer {UPSTREAM_KEY}"},
+    )
 
 
 def floor_target(floor: Service) -> Target:

@@ -11,10 +11,12 @@ import contextlib
 import ctypes
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -293,6 +295,51 @@ class NoiseMeter:
     ) -> None:
         assert self._before is not None, "NoiseMeter is used as a context manager"
         self.cores = round(foreign_cores(self._before, cpu_sample()), 3)
+
+
+class PeakRss:
+    """The most RSS a process tree used while the `with` block ran, sampled from a thread
+    every `interval` s (the block is the harness waiting on load generators): `peak_mb`."""
+
+    def __init__(self, pid: int, *, interval: float = 0.2) -> None:
+        self._pid = pid
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name=f"rss-{pid}", daemon=True)
+        self.peak_mb: float | None = None
+
+    def _sample(self) -> None:
+        while True:
+            value = tree_rss_mb(self._pid)
+            if value is not None and (self.peak_mb is None or value > self.peak_mb):
+                self.peak_mb = value
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to the hard limit (children inherit it): thousands
+    of streams need a descriptor each in the generator, and two in a proxy. The new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # RLIM_INFINITY (-1 here) still cannot go past the kernel's nr_open, 2^20 by default.
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and wanted > soft:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep what we have
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def context_switches(pid: int) -> int:
