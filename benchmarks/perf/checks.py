@@ -127,11 +127,13 @@ def _ramp(result: RunResult, key: str) -> Check | None:
     bigger = result.ramp.get("gateway_pool")
     if bigger is not None and key == "gateway":
         measured += f"; {result.label('gateway_pool')}: {bigger.max_held} held at once"
+    largest = max(step.streams for step in ramp.steps)
     return Check(
         issue=5,
         what=f"{result.label(key)}: 500 concurrent streams, no event lost or reordered",
         measured=measured,
-        met=ramp.max_held >= 500,
+        # Every step held but none reached 500 (a quick run): it cannot tell either way.
+        met=None if ramp.max_held == largest < 500 else ramp.max_held >= 500,
     )
 
 

@@ -19,8 +19,8 @@ if str(HARNESS) not in sys.path:
 from result import RunResult  # noqa: E402  (needs the path above)
 
 # A real quick run (`run.py --quick --concurrency 1,64 --ramp 100 --capacity-steps 300,3000
-# --capacity-spread 2`),
-# written by the harness as it writes results/<time>.json, derived numbers and targets included.
+# --capacity-spread 2`), as the harness wrote it to results/<time>.json, derived numbers and
+# targets included.
 RECORDED = Path(__file__).with_name("data") / "recorded_run.json"
 
 
