@@ -8,8 +8,10 @@ events arrived complete and in order, and sending an exact number of mixed reque
 Modes (a JSON job on the command line, a JSON result in --out):
 - `stream`: closed loop at `concurrency` for `duration` s after `warmup` s; per stream the time to
   the first content event (TTFT) and the gaps between content events.
-- `hold`: `streams` streams started together; how many ended complete and in order, how many
-  lost or reordered events, and the peak number open at once.
+- `hold`: `streams` streams started together, or evenly over `spread` s; how many ended complete
+  and in order, how many lost or reordered events, the peak number open at once, the events.
+  Several generator processes share a large step: `phase` (0 <= phase < 1) offsets this
+  process's start times so the processes' streams interleave rather than start in bursts.
 - `fixed`: exactly `count` requests at `concurrency`, cycling through `requests`.
 - `load`: non-streaming closed loop (used only when wrk is missing): latency of each request.
 
@@ -30,7 +32,8 @@ import aiohttp
 import orjson
 import uvloop
 
-# Far above any expected latency; a request that takes longer is a failure, not a sample.
+# Far above any expected latency; a request that takes longer is a failure, not a sample. A job
+# may set its own `request_timeout` (long streams that queue behind a connection pool).
 _REQUEST_TIMEOUT_S = 60.0
 
 
@@ -159,11 +162,11 @@ async def one_request(session: aiohttp.ClientSession, spec: Spec) -> str | None:
     return None
 
 
-def _session() -> aiohttp.ClientSession:
+def _session(job: dict[str, Any]) -> aiohttp.ClientSession:
     # One keep-alive connection per concurrent request, as wrk holds them.
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, force_close=False),
-        timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT_S),
+        timeout=aiohttp.ClientTimeout(total=float(job.get("request_timeout", _REQUEST_TIMEOUT_S))),
     )
 
 
@@ -185,7 +188,7 @@ async def mode_stream(job: dict[str, Any]) -> dict[str, Any]:
     spec = _spec(job["request"])
     concurrency = int(job["concurrency"])
     results: list[StreamResult] = []
-    async with _session() as session:
+    async with _session(job) as session:
         await _wait_until(job.get("start_at"))
         warm_until = time.perf_counter() + float(job["warmup"])
         stop_at = warm_until + float(job["duration"])
@@ -208,13 +211,24 @@ async def mode_stream(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _delayed_stream(session: aiohttp.ClientSession, spec: Spec, delay: float) -> StreamResult:
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return await one_stream(session, spec)
+
+
 async def mode_hold(job: dict[str, Any]) -> dict[str, Any]:
     spec = _spec(job["request"])
     streams = int(job["streams"])
-    async with _session() as session:
+    spread = float(job.get("spread", 0.0))
+    phase = float(job.get("phase", 0.0))
+    async with _session(job) as session:
         await _wait_until(job.get("start_at"))
         t0 = time.perf_counter()
-        tasks = [asyncio.create_task(one_stream(session, spec)) for _ in range(streams)]
+        tasks = [
+            asyncio.create_task(_delayed_stream(session, spec, spread * (i + phase) / streams))
+            for i in range(streams)
+        ]
         done, pending = await asyncio.wait(tasks, timeout=float(job["timeout"]))
         for task in pending:
             task.cancel()
@@ -231,6 +245,7 @@ async def mode_hold(job: dict[str, Any]) -> dict[str, Any]:
         "ok": len(ok),
         "errors": errors,
         "wall_s": wall,
+        "events": sum(r.contents for r in results),
         "ttft_s": [r.ttft for r in ok if r.ttft is not None],
         "duration_s": [r.ended_at - r.started for r in ok],
         # perf_counter() is CLOCK_MONOTONIC on Linux too, so the driver can merge the spans of
@@ -245,7 +260,7 @@ async def mode_fixed(job: dict[str, Any]) -> dict[str, Any]:
     concurrency = int(job["concurrency"])
     errors: list[str | None] = []
     next_index = 0
-    async with _session() as session:
+    async with _session(job) as session:
         t0 = time.perf_counter()
 
         async def worker() -> None:
@@ -265,7 +280,7 @@ async def mode_load(job: dict[str, Any]) -> dict[str, Any]:
     concurrency = int(job["concurrency"])
     latencies: list[float] = []
     errors: list[str | None] = []
-    async with _session() as session:
+    async with _session(job) as session:
         await _wait_until(job.get("start_at"))
         warm_until = time.perf_counter() + float(job["warmup"])
         stop_at = warm_until + float(job["duration"])

@@ -1,8 +1,8 @@
 """Load runs against one target: wrk for non-streaming, the Python generator for the rest.
 
-Each run is wrapped in `measured_noise`, so its result says how many cores other processes on
-the machine used meanwhile (other engineers' test suites perturb the numbers; the report shows
-it next to them).
+Each run returns a typed cell (result.py) that says how many cores other processes on the
+machine used meanwhile (other engineers' test suites perturb the numbers; the report shows it
+next to them), and either its numbers or why it failed.
 """
 
 from __future__ import annotations
@@ -11,16 +11,29 @@ import math
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from stack import Stack, measured_noise
+from cli import say
+from endpoints import Target, body_for, request_for
+from result import (
+    Batch,
+    BatchStats,
+    HoldStats,
+    HoldStep,
+    Latency,
+    LoadCell,
+    LoadStats,
+    StreamCell,
+    StreamStats,
+)
+from stack import BUSY_CORES, NoiseMeter, Stack
 
 HERE = Path(__file__).resolve().parent
-PROMPT = "Say hello"
-MAX_TOKENS = 64
+# One generator process keeps up with about this many open streams (a hold step is split).
+STREAMS_PER_GENERATOR = 1000
 
 # wrk's own summary is text; this prints the numbers as one JSON line instead (microseconds).
 _WRK_DONE = """
@@ -37,45 +50,6 @@ end
 """
 
 
-@dataclass(frozen=True)
-class Target:
-    """One endpoint under test."""
-
-    key: str  # stable id in the JSON: direct, floor, gateway, gateway_generate, litellm, ...
-    label: str
-    url: str
-    kind: str  # "chat" (OpenAI chat completions) or "generate" (the gateway's /generate)
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def body_for(target: Target, model: str, *, stream: bool = False) -> dict[str, Any]:
-    if target.kind == "generate":
-        generate: dict[str, Any] = {"prompt": PROMPT, "model": model, "max_tokens": MAX_TOKENS}
-        if stream:
-            generate["stream"] = True
-        return generate
-    chat: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": MAX_TOKENS,
-    }
-    if stream:
-        chat["stream"] = True
-    return chat
-
-
-def request_for(target: Target, model: str, *, stream: bool, expect: int = 0) -> dict[str, Any]:
-    """A request as the Python generator takes it."""
-    return {
-        "url": target.url,
-        "body": body_for(target, model, stream=stream),
-        "headers": target.headers,
-        "kind": target.kind,
-        "stream": stream,
-        "expect": expect,
-    }
-
-
 def percentile(values: list[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not values:
@@ -87,21 +61,46 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summary_ms(values_s: list[float]) -> dict[str, float | int | None]:
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def latency(values_s: list[float]) -> Latency:
     """n, mean, p50/p95/p99, max of seconds, in milliseconds."""
     ms = [v * 1000 for v in values_s]
+    return Latency(
+        n=len(ms),
+        mean_ms=_rounded(sum(ms) / len(ms)) if ms else None,
+        p50_ms=_rounded(percentile(ms, 50)),
+        p95_ms=_rounded(percentile(ms, 95)),
+        p99_ms=_rounded(percentile(ms, 99)),
+        max_ms=_rounded(max(ms)) if ms else None,
+    )
 
-    def rounded(value: float | None) -> float | None:
-        return round(value, 4) if value is not None else None
 
-    return {
-        "n": len(ms),
-        "mean_ms": rounded(sum(ms) / len(ms)) if ms else None,
-        "p50_ms": rounded(percentile(ms, 50)),
-        "p95_ms": rounded(percentile(ms, 95)),
-        "p99_ms": rounded(percentile(ms, 99)),
-        "max_ms": rounded(max(ms)) if ms else None,
-    }
+def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for name, count in counts.items():
+        into[name] = into.get(name, 0) + count
+
+
+Repeatable = TypeVar("Repeatable", LoadCell, StreamCell)
+
+
+def quietest(measure: Callable[[], Repeatable], retries: int) -> Repeatable:
+    """Run a measurement; while other processes perturbed it, run it again (bounded) and keep
+    the attempt with the least foreign load. Every attempt's foreign load is recorded."""
+    result = measure()
+    attempts = [result.foreign_cores]
+    for _ in range(retries):
+        if result.foreign_cores <= BUSY_CORES:
+            break
+        say(f"    (other load {result.foreign_cores} cores: measuring again)")
+        again = measure()
+        attempts.append(again.foreign_cores)
+        if again.foreign_cores < result.foreign_cores:
+            result = again
+    result.foreign_cores_attempts = attempts
+    return result
 
 
 class Runner:
@@ -123,15 +122,20 @@ class Runner:
 
     def nonstream(
         self, target: Target, model: str, *, concurrency: int, duration: int, warmup: int
-    ) -> dict[str, Any]:
+    ) -> LoadCell:
         """Throughput and latency of non-streaming requests at a fixed concurrency."""
-        result: dict[str, Any] = {"target": target.key, "concurrency": concurrency}
-        with measured_noise(result):
+        with NoiseMeter() as noise:
             if self.wrk is not None:
-                result.update(self._wrk(target, model, concurrency, duration, warmup))
+                stats, error = self._wrk(self.wrk, target, model, concurrency, duration, warmup)
             else:
-                result.update(self._python_load(target, model, concurrency, duration, warmup))
-        return result
+                stats, error = self._python_load(target, model, concurrency, duration, warmup)
+        return LoadCell(
+            target=target.key,
+            concurrency=concurrency,
+            foreign_cores=noise.cores,
+            stats=stats,
+            error=error,
+        )
 
     def wrk_script(self, target: Target, model: str) -> Path:
         """A wrk Lua script that POSTs the target's request body and prints JSON at the end."""
@@ -146,13 +150,12 @@ class Runner:
         return path
 
     def _wrk(
-        self, target: Target, model: str, concurrency: int, duration: int, warmup: int
-    ) -> dict[str, Any]:
-        assert self.wrk is not None
+        self, wrk: str, target: Target, model: str, concurrency: int, duration: int, warmup: int
+    ) -> tuple[LoadStats | None, str | None]:
         script = self.wrk_script(target, model)
         # One wrk thread: one core drives far more than a single-worker Python server can take
         # (the "direct" rows show it), and a second thread would only steal the servers' core.
-        base = [self.wrk, "-t1", f"-c{concurrency}", "--timeout", "10s", "-s", str(script)]
+        base = [wrk, "-t1", f"-c{concurrency}", "--timeout", "10s", "-s", str(script)]
         if warmup > 0:
             subprocess.run(
                 [*base, f"-d{warmup}s", target.url],
@@ -169,29 +172,30 @@ class Runner:
         )
         line = next((x for x in done.stdout.splitlines() if x.startswith("PERFJSON ")), None)
         if line is None:
-            return {"error": f"wrk failed: {done.stdout[-300:]} {done.stderr[-300:]}"}
+            return None, f"wrk failed: {done.stdout[-300:]} {done.stderr[-300:]}"
         raw = orjson.loads(line.removeprefix("PERFJSON "))
         seconds = raw["duration_us"] / 1e6
-        errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
-        return {
-            "generator": "wrk",
-            "requests": int(raw["requests"]),
-            "errors": int(errors),
-            "error_detail": {k: int(raw[k]) for k in ("connect", "read", "write", "status")}
-            | {"timeout": int(raw["timeout"])},
-            "duration_s": round(seconds, 3),
-            "rps": round(raw["requests"] / seconds, 1) if seconds else None,
-            "mean_ms": round(raw["mean_us"] / 1000, 4),
-            "p50_ms": round(raw["p50_us"] / 1000, 4),
-            "p95_ms": round(raw["p95_us"] / 1000, 4),
-            "p99_ms": round(raw["p99_us"] / 1000, 4),
-            "p999_ms": round(raw["p999_us"] / 1000, 4),
-            "max_ms": round(raw["max_us"] / 1000, 4),
-        }
+        detail = {k: int(raw[k]) for k in ("connect", "read", "write", "status", "timeout")}
+        if raw["requests"] == 0:
+            return None, f"no request answered ({detail})"
+        return LoadStats(
+            generator="wrk",
+            requests=int(raw["requests"]),
+            errors=sum(detail.values()),
+            error_detail=detail,
+            duration_s=round(seconds, 3),
+            rps=round(raw["requests"] / seconds, 1),
+            mean_ms=round(raw["mean_us"] / 1000, 4),
+            p50_ms=round(raw["p50_us"] / 1000, 4),
+            p95_ms=round(raw["p95_us"] / 1000, 4),
+            p99_ms=round(raw["p99_us"] / 1000, 4),
+            p999_ms=round(raw["p999_us"] / 1000, 4),
+            max_ms=round(raw["max_us"] / 1000, 4),
+        ), None
 
     def _python_load(
         self, target: Target, model: str, concurrency: int, duration: int, warmup: int
-    ) -> dict[str, Any]:
+    ) -> tuple[LoadStats | None, str | None]:
         # Two generator processes once there is concurrency to split: one Python client tops
         # out near the floor's rate.
         procs = 1 if concurrency < 2 else 2
@@ -207,30 +211,34 @@ class Runner:
             }
             for share in _split(concurrency, procs)
         ]
-        outs = self.loadgen(jobs, timeout=duration + warmup + 60)
-        if any("error" in out for out in outs):
-            return {"error": "; ".join(str(out.get("error")) for out in outs if "error" in out)}
-        latencies = [v for out in outs for v in out["latency_s"]]
+        outs, error = self.loadgen(jobs, timeout=duration + warmup + 60)
+        if error is not None:
+            return None, error
+        stats = latency([v for out in outs for v in out["latency_s"]])
         requests = sum(out["requests"] for out in outs)
-        errors = sum(sum(out["errors"].values()) for out in outs)
-        stats = summary_ms(latencies)
-        return {
-            "generator": f"python x{procs}",
-            "requests": requests,
-            "errors": errors,
-            "duration_s": duration,
-            "rps": round(requests / duration, 1),
-            "mean_ms": stats["mean_ms"],
-            "p50_ms": stats["p50_ms"],
-            "p95_ms": stats["p95_ms"],
-            "p99_ms": stats["p99_ms"],
-            "max_ms": stats["max_ms"],
-        }
+        errors: dict[str, int] = {}
+        for out in outs:
+            _add_counts(errors, out["errors"])
+        if stats.n == 0:
+            return None, f"no request answered ({errors})"
+        return LoadStats(
+            generator=f"python x{procs}",
+            requests=requests,
+            errors=sum(errors.values()),
+            error_detail=errors,
+            duration_s=duration,
+            rps=round(requests / duration, 1),
+            # With samples every field is a number (the model refuses None).
+            **stats.model_dump(include={"mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"}),
+        ), None
 
     # the Python generator
 
-    def loadgen(self, jobs: list[dict[str, Any]], *, timeout: float) -> list[dict[str, Any]]:
-        """Run one generator process per job, in parallel; their JSON results, in job order."""
+    def loadgen(
+        self, jobs: list[dict[str, Any]], *, timeout: float
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Run one generator process per job, in parallel: their JSON results in job order, or
+        what went wrong with any of them."""
         running = []
         for job in jobs:
             out = self._next(f"{job['mode']}.json")
@@ -247,20 +255,21 @@ class Runner:
             running.append((proc, out))
         deadline = time.monotonic() + timeout
         results: list[dict[str, Any]] = []
+        failures: list[str] = []
         for proc, out in running:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                results.append({"error": f"generator timed out after {timeout:g}s"})
+                failures.append(f"generator timed out after {timeout:g}s")
                 continue
             if proc.returncode != 0 or not out.exists():
                 log = out.with_suffix(".log").read_text(errors="replace")[-400:]
-                results.append({"error": f"generator exited {proc.returncode}: {log}"})
+                failures.append(f"generator exited {proc.returncode}: {log}")
                 continue
             results.append(orjson.loads(out.read_bytes()))
-        return results
+        return results, ("; ".join(failures) if failures else None)
 
     def stream_latency(
         self,
@@ -271,9 +280,8 @@ class Runner:
         concurrency: int,
         duration: int,
         warmup: int,
-    ) -> dict[str, Any]:
+    ) -> StreamCell:
         """TTFT and inter-chunk gaps of paced streams at a small fixed concurrency."""
-        result: dict[str, Any] = {"target": target.key, "concurrency": concurrency}
         job = {
             "mode": "stream",
             "request": request_for(target, model, stream=True, expect=expect),
@@ -281,20 +289,26 @@ class Runner:
             "duration": duration,
             "warmup": warmup,
         }
-        with measured_noise(result):
-            (out,) = self.loadgen([job], timeout=duration + warmup + 60)
-        if "error" in out:
-            result["error"] = out["error"]
-            return result
-        result.update(
-            streams=out["streams"],
-            ok=out["ok"],
-            errors=out["errors"],
-            ttft=summary_ms(out["ttft_s"]),
-            gap=summary_ms(out["gap_s"]),
-            stream_duration=summary_ms(out["duration_s"]),
+        with NoiseMeter() as noise:
+            outs, error = self.loadgen([job], timeout=duration + warmup + 60)
+        if error is not None:
+            return StreamCell(
+                target=target.key, concurrency=concurrency, foreign_cores=noise.cores, error=error
+            )
+        (out,) = outs
+        return StreamCell(
+            target=target.key,
+            concurrency=concurrency,
+            foreign_cores=noise.cores,
+            stats=StreamStats(
+                streams=out["streams"],
+                ok=out["ok"],
+                errors=out["errors"],
+                ttft=latency(out["ttft_s"]),
+                gap=latency(out["gap_s"]),
+                stream_duration=latency(out["duration_s"]),
+            ),
         )
-        return result
 
     def hold(
         self,
@@ -304,54 +318,61 @@ class Runner:
         streams: int,
         expect: int,
         timeout: float,
-    ) -> dict[str, Any]:
-        """`streams` streams opened together; complete-and-in-order count and the peak open."""
-        # Large steps are split over two generator processes so the client keeps up.
-        procs = 1 if streams < 500 else 2
-        start_at = time.monotonic() + 1.0
+        spread: float = 0.0,
+    ) -> HoldStep:
+        """`streams` streams opened together, or evenly over `spread` s: how many were complete
+        and in order, the peak open at once, TTFT, the events received."""
+        # Large steps are split over generator processes so the client keeps up.
+        procs = max(1 if streams < 500 else 2, math.ceil(streams / STREAMS_PER_GENERATOR))
+        # Each generator imports aiohttp and uvloop first: they all start streams together.
+        start_at = time.monotonic() + 1.0 + 0.3 * procs
         jobs = [
             {
                 "mode": "hold",
                 "request": request_for(target, model, stream=True, expect=expect),
                 "streams": share,
                 "timeout": timeout,
+                "request_timeout": timeout,
                 "start_at": start_at,
+                "spread": spread,
+                "phase": index / procs,
             }
-            for share in _split(streams, procs)
+            for index, share in enumerate(_split(streams, procs))
         ]
-        result: dict[str, Any] = {"target": target.key, "streams": streams}
-        with measured_noise(result):
-            outs = self.loadgen(jobs, timeout=timeout + 60)
-        failed = [out["error"] for out in outs if "error" in out]
-        if failed:
-            result["error"] = "; ".join(failed)
-            result["ok"] = 0
-            return result
+        with NoiseMeter() as noise:
+            outs, error = self.loadgen(jobs, timeout=timeout + 60)
+        if error is not None:
+            return HoldStep(
+                target=target.key, streams=streams, foreign_cores=noise.cores, error=error
+            )
         errors: dict[str, int] = {}
         for out in outs:
-            for name, count in out["errors"].items():
-                errors[name] = errors.get(name, 0) + count
-        spans = [span for out in outs for span in out["spans"]]
-        result.update(
-            ok=sum(out["ok"] for out in outs),
-            errors=errors,
-            wall_s=round(max(out["wall_s"] for out in outs), 3),
-            peak_open=_peak_overlap(spans),
-            ttft=summary_ms([v for out in outs for v in out["ttft_s"]]),
-            stream_duration=summary_ms([v for out in outs for v in out["duration_s"]]),
+            _add_counts(errors, out["errors"])
+        return HoldStep(
+            target=target.key,
+            streams=streams,
+            foreign_cores=noise.cores,
+            stats=HoldStats(
+                ok=sum(out["ok"] for out in outs),
+                errors=errors,
+                wall_s=round(max(out["wall_s"] for out in outs), 3),
+                peak_open=_peak_overlap([span for out in outs for span in out["spans"]]),
+                events=sum(out["events"] for out in outs),
+                ttft=latency([v for out in outs for v in out["ttft_s"]]),
+                stream_duration=latency([v for out in outs for v in out["duration_s"]]),
+            ),
         )
-        return result
 
-    def fixed(
-        self, requests: list[dict[str, Any]], *, count: int, concurrency: int
-    ) -> dict[str, Any]:
+    def fixed(self, requests: list[dict[str, Any]], *, count: int, concurrency: int) -> Batch:
         """Exactly `count` requests, cycling through `requests`."""
         job = {"mode": "fixed", "requests": requests, "count": count, "concurrency": concurrency}
-        result: dict[str, Any] = {}
-        with measured_noise(result):
-            (out,) = self.loadgen([job], timeout=600)
-        result.update(out)
-        return result
+        with NoiseMeter() as noise:
+            outs, error = self.loadgen([job], timeout=600)
+        if error is not None:
+            return Batch(foreign_cores=noise.cores, error=error)
+        (out,) = outs
+        stats = BatchStats(count=out["count"], errors=out["errors"], wall_s=out["wall_s"])
+        return Batch(foreign_cores=noise.cores, stats=stats)
 
 
 def _split(total: int, parts: int) -> list[int]:

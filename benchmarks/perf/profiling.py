@@ -15,7 +15,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from measure import Runner, Target
+from cli import say
+from endpoints import Target
+from measure import Runner
+from result import Options
+from services import INSTANT, Servers, gateway_targets
 from stack import Stack
 
 HERE = Path(__file__).resolve().parent
@@ -174,7 +178,8 @@ def profile_gateway(
     out_prefix: Path,
 ) -> dict[str, Any]:
     """Record each target under a c=64 wrk load; returns summaries and file paths."""
-    assert runner.wrk is not None, "profiling needs wrk for the load"
+    if runner.wrk is None:
+        raise RuntimeError("--profile needs wrk for the load (apt-get install wrk)")
     results: dict[str, Any] = {}
     for target in targets:
         entry: dict[str, Any] = {"url": target.url}
@@ -234,6 +239,29 @@ def profile_gateway(
                 entry["summary"] = summarize(output, seconds=seconds)
         results[target.key] = entry
     return results
+
+
+def run(runner: Runner, servers: Servers, options: Options, *, out_prefix: Path) -> dict[str, Any]:
+    """Start a gateway, warm it up, and record both hot routes under load."""
+    pyspy, error = ensure_pyspy(runner.run_dir / "tools-install.log")
+    if pyspy is None:
+        raise RuntimeError(f"py-spy unavailable: {error}")
+    gateway = servers.gateway()
+    targets = list(gateway_targets(gateway).values())
+    say("warming the gateway up ...")
+    for target in targets:
+        runner.nonstream(target, INSTANT, concurrency=64, duration=2, warmup=0)
+    say(f"profiling: py-spy for {options.profile_seconds} s per recording under c=64 load ...")
+    return profile_gateway(
+        runner,
+        servers.stack,
+        pyspy=pyspy,
+        gateway_pid=gateway.pid,
+        targets=targets,
+        model=INSTANT,
+        seconds=options.profile_seconds,
+        out_prefix=out_prefix,
+    )
 
 
 def profile_markdown(results: dict[str, Any], *, seconds: int) -> str:

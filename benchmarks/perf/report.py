@@ -1,302 +1,364 @@
-"""The Markdown report of one run: issue 5's table first, then every number behind it."""
+"""The Markdown report of one run: issue 5's table first, then every number behind it.
+
+It reads a `RunResult` that `derive.py` and `checks.py` have completed, and measures nothing.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Other processes using more than this many cores during a measurement make it suspect.
-BUSY_CORES = 0.2
+from fmt import kb, mb, ms, ratio, rps, seconds
+from result import Derived, LoadCell, Measured, RunResult
+from stack import BUSY_CORES
 
 
-def ms(value: float | None, *, signed: bool = False) -> str:
-    if value is None:
+def _cell(cell: LoadCell | None) -> str:
+    if cell is None:
         return "-"
-    sign = "+" if signed and value >= 0 else ""
-    if abs(value) >= 100:
-        return f"{sign}{value:,.0f} ms"
-    if abs(value) >= 10:
-        return f"{sign}{value:.1f} ms"
-    return f"{sign}{value:.2f} ms"
-
-
-def rps(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} req/s"
-
-
-def mb(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f} MB"
-
-
-def ratio(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}x"
-
-
-def _cell(result: dict[str, Any] | None) -> str:
-    if not result:
-        return "-"
-    if "error" in result:
+    if cell.stats is None:
         return "failed"
-    errors = f", {result['errors']} errors" if result.get("errors") else ""
-    return f"{rps(result.get('rps'))}, p50 {ms(result.get('p50_ms'))}{errors}"
+    errors = f", {cell.stats.errors} errors" if cell.stats.errors else ""
+    return f"{rps(cell.stats.rps)}, p50 {ms(cell.stats.p50_ms)}{errors}"
 
 
-def _noise(result: dict[str, Any] | None) -> str:
-    if not result or result.get("foreign_cores") is None:
-        return "-"
-    value = float(result["foreign_cores"])
+def _noise(measured: Measured[Any]) -> str:
+    value = measured.foreign_cores
     return f"**{value:.2f}**" if value > BUSY_CORES else f"{value:.2f}"
 
 
-def summary_table(data: dict[str, Any]) -> list[str]:
-    nonstream = data.get("nonstream", {})
-    labels = data.get("labels", {})
-    stream = data.get("derived", {}).get("stream", {})
-    memory = data.get("memory", {})
-    services = data.get("services", {})
+def _failed(label: str, error: str | None) -> str:
+    return f"| {label} | failed: {(error or '?')[:80]} |"
+
+
+def summary_table(result: RunResult, derived: Derived) -> list[str]:
     rows = [
         "| | concurrency 1 | concurrency 64 | streaming TTFT added | memory |",
         "|---|---|---|---|---|",
     ]
-    for key in data.get("target_order", []):
-        c1 = nonstream.get("1", {}).get(key)
-        c64 = nonstream.get("64", {}).get(key)
-        added = stream.get(key, {}).get("added_ttft_p50_ms")
+    for key in result.target_order:
+        delta = derived.stream.get(key)
+        added = None if delta is None else delta.added_ttft_p50_ms
         ttft = "-" if key == "direct" or added is None else f"{ms(added, signed=True)} p50"
-        mem = memory.get(key)
-        service = services.get(key, {})
-        start = service.get("startup_s")
+        memory = result.memory.get(key)
+        service = result.services.get(key)
         memory_cell = "-"
-        if mem:
-            last = mem.get("after_2_mb") or mem.get("idle_mb")
-            n = 2 * mem.get("requests_per_batch", 0)
-            memory_cell = f"{mb(last)} RSS after {n:,} requests, {start:.2f} s start"
+        if memory is not None and service is not None:
+            last = memory.after_2_mb or memory.idle_mb
+            memory_cell = (
+                f"{mb(last)} RSS after {2 * memory.requests_per_batch:,} requests, "
+                f"{seconds(service.startup_s)} start"
+            )
         elif key == "gateway_generate":
             memory_cell = "(the same process)"
-        elif key != "direct" and start is not None:
-            memory_cell = f"{mb(service.get('rss_end_mb'))} RSS at the end, {start:.2f} s start"
+        elif service is not None:
+            memory_cell = (
+                f"{mb(service.rss_end_mb)} RSS at the end, {seconds(service.startup_s)} start"
+            )
         rows.append(
-            f"| {labels.get(key, key)} | {_cell(c1)} | {_cell(c64)} | {ttft} | {memory_cell} |"
+            f"| {result.label(key)} | {_cell(result.nonstream.get(1, {}).get(key))} "
+            f"| {_cell(result.nonstream.get(64, {}).get(key))} | {ttft} | {memory_cell} |"
         )
     return rows
 
 
-def nonstream_tables(data: dict[str, Any]) -> list[str]:
+def targets_table(result: RunResult) -> list[str]:
+    lines = ["", "| issue | target | measured | met? |", "|---:|---|---|---|"]
+    for check in result.targets:
+        met = {True: "yes", False: "**no**", None: "n/a"}[check.met]
+        lines.append(f"| {check.issue} | {check.what} | {check.measured} | {met} |")
+    return lines
+
+
+def nonstream_tables(result: RunResult, derived: Derived) -> list[str]:
     lines: list[str] = []
-    labels = data.get("labels", {})
-    derived = data.get("derived", {}).get("nonstream", {})
-    for conc, by_target in data.get("nonstream", {}).items():
+    for concurrency, cells in result.nonstream.items():
         lines += [
             "",
-            f"### Concurrency {conc}",
+            f"### Concurrency {concurrency}",
             "",
             "| target | req/s | p50 | p95 | p99 | added p50 | added p95 | added p99 "
             "| x floor req/s | errors | other load (cores) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for key in data.get("target_order", []):
-            result = by_target.get(key)
-            if result is None:
+        for key in result.target_order:
+            cell = cells.get(key)
+            if cell is None:
                 continue
-            if "error" in result:
-                lines.append(f"| {labels.get(key, key)} | failed: {result['error'][:80]} |")
+            if cell.stats is None:
+                lines.append(_failed(result.label(key), cell.error))
                 continue
-            d = derived.get(conc, {}).get(key, {})
+            d = derived.nonstream[concurrency][key]
             lines.append(
-                f"| {labels.get(key, key)} | {rps(result.get('rps'))} | {ms(result.get('p50_ms'))} "
-                f"| {ms(result.get('p95_ms'))} | {ms(result.get('p99_ms'))} "
-                f"| {ms(d.get('added_p50_ms'), signed=True)} "
-                f"| {ms(d.get('added_p95_ms'), signed=True)} "
-                f"| {ms(d.get('added_p99_ms'), signed=True)} "
-                f"| {ratio(d.get('fraction_of_floor'))} | {result.get('errors', 0)} "
-                f"| {_noise(result)} |"
+                f"| {result.label(key)} | {rps(cell.stats.rps)} | {ms(cell.stats.p50_ms)} "
+                f"| {ms(cell.stats.p95_ms)} | {ms(cell.stats.p99_ms)} "
+                f"| {ms(d.added_p50_ms, signed=True)} | {ms(d.added_p95_ms, signed=True)} "
+                f"| {ms(d.added_p99_ms, signed=True)} | {ratio(d.fraction_of_floor)} "
+                f"| {cell.stats.errors} | {_noise(cell)} |"
             )
     return lines
 
 
-def stream_tables(data: dict[str, Any]) -> list[str]:
-    labels = data.get("labels", {})
-    derived = data.get("derived", {}).get("stream", {})
-    setup = data.get("setup", {})
+def stream_tables(result: RunResult, derived: Derived) -> list[str]:
+    setup = result.setup
     lines = [
         "",
-        f"Streams of {setup.get('stream_model', '?')} (content chunks {setup.get('stream_gap_ms')}"
-        f" ms apart, the first at once) at concurrency {setup.get('stream_concurrency')}; TTFT is"
-        " request sent to first content event; gaps are between consecutive content events.",
+        f"Streams of {setup.stream_model} (content chunks {setup.stream_gap_ms} ms apart, the "
+        f"first at once) at concurrency {result.run.options.stream_concurrency}; TTFT is request"
+        " sent to first content event; gaps are between consecutive content events.",
         "",
         "| target | streams ok | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 "
         "| gap p50 | gap p99 | added gap p50 | added gap p99 | other load (cores) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in data.get("target_order", []):
-        result = data.get("stream", {}).get(key)
-        if result is None:
+    for key in result.target_order:
+        cell = result.stream.get(key)
+        if cell is None:
             continue
-        if "error" in result:
-            lines.append(f"| {labels.get(key, key)} | failed: {result['error'][:80]} |")
+        if cell.stats is None:
+            lines.append(_failed(result.label(key), cell.error))
             continue
-        d = derived.get(key, {})
-        errors = result.get("errors") or {}
-        ok = f"{result['ok']}/{result['streams']}" + (f" ({errors})" if errors else "")
+        s = cell.stats
+        d = derived.stream[key]
+        errors = f" ({s.errors})" if s.errors else ""
         lines.append(
-            f"| {labels.get(key, key)} | {ok} | {ms(result['ttft']['p50_ms'])} "
-            f"| {ms(result['ttft']['p99_ms'])} | {ms(d.get('added_ttft_p50_ms'), signed=True)} "
-            f"| {ms(d.get('added_ttft_p99_ms'), signed=True)} | {ms(result['gap']['p50_ms'])} "
-            f"| {ms(result['gap']['p99_ms'])} | {ms(d.get('added_gap_p50_ms'), signed=True)} "
-            f"| {ms(d.get('added_gap_p99_ms'), signed=True)} | {_noise(result)} |"
+            f"| {result.label(key)} | {s.ok}/{s.streams}{errors} | {ms(s.ttft.p50_ms)} "
+            f"| {ms(s.ttft.p99_ms)} | {ms(d.added_ttft_p50_ms, signed=True)} "
+            f"| {ms(d.added_ttft_p99_ms, signed=True)} | {ms(s.gap.p50_ms)} "
+            f"| {ms(s.gap.p99_ms)} | {ms(d.added_gap_p50_ms, signed=True)} "
+            f"| {ms(d.added_gap_p99_ms, signed=True)} | {_noise(cell)} |"
         )
     lines += [
         "",
-        f"Concurrent streams of {setup.get('ramp_model', '?')} ({setup.get('ramp_chunks')} content"
-        f" chunks {setup.get('ramp_gap_ms')} ms apart), all opened at once; a step passes when"
-        " every stream got every event in order and ended properly. Peak open = most streams"
-        " between their first content event and their end at one instant; a step where fewer"
-        " than 90% were open at once (streams queued) does not count as held.",
+        f"Concurrent streams of {setup.ramp_model} ({setup.ramp_chunks} content chunks "
+        f"{setup.ramp_gap_ms} ms apart), all opened at once; a step passes when every stream got"
+        " every event in order and ended properly. Peak open = most streams between their first"
+        " content event and their end at one instant; a step where fewer than 90% were open at"
+        " once (streams queued) does not count as held.",
         "",
         "| target | most held | step | ok | errors | peak open | TTFT p50 | TTFT p99 "
         "| stream p50 | stream max | wall | other load (cores) |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key, ramp in data.get("ramp", {}).items():
-        for i, step in enumerate(ramp["steps"]):
-            label = labels.get(key, key) if i == 0 else ""
-            held = str(ramp.get("max_held", 0)) if i == 0 else ""
-            if "error" in step:
-                lines.append(f"| {label} | {held} | {step['streams']} | 0 | {step['error'][:60]} |")
+    for key, ramp in result.ramp.items():
+        for i, step in enumerate(ramp.steps):
+            label = result.label(key) if i == 0 else ""
+            held = str(ramp.max_held) if i == 0 else ""
+            if step.stats is None:
+                lines.append(f"| {label} | {held} | {step.streams} | 0 | {step.error} |")
                 continue
-            ttft = step.get("ttft", {})
-            duration = step.get("stream_duration", {})
+            h = step.stats
             lines.append(
-                f"| {label} | {held} | {step['streams']} | {step['ok']} "
-                f"| {step.get('errors') or '-'} "
-                f"| {step.get('peak_open', '-')}{' (queued)' if step.get('queued') else ''} "
-                f"| {ms(ttft.get('p50_ms'))} | {ms(ttft.get('p99_ms'))} "
-                f"| {ms(duration.get('p50_ms'))} | {ms(duration.get('max_ms'))} "
-                f"| {step.get('wall_s', 0):.2f} s | {_noise(step)} |"
+                f"| {label} | {held} | {step.streams} | {h.ok} | {h.errors or '-'} "
+                f"| {h.peak_open}{' (queued)' if step.queued else ''} "
+                f"| {ms(h.ttft.p50_ms)} | {ms(h.ttft.p99_ms)} | {ms(h.stream_duration.p50_ms)} "
+                f"| {ms(h.stream_duration.max_ms)} | {h.wall_s:.2f} s | {_noise(step)} |"
             )
     return lines
 
 
-def memory_table(data: dict[str, Any]) -> list[str]:
-    labels = data.get("labels", {})
+def capacity_table(result: RunResult, derived: Derived) -> list[str]:
+    setup, options = result.setup, result.run.options
+    stream_s = setup.capacity_chunks * setup.capacity_gap_ms / 1000
+    lines = [
+        "",
+        f"N streams of {setup.capacity_model} ({setup.capacity_chunks} content chunks "
+        f"{setup.capacity_gap_ms} ms apart, ~{stream_s:g} s each), started evenly over "
+        f"{options.capacity_spread:g} s, per target on a server started for that step alone. "
+        "Complete = every content event in order and a proper end. "
+        "Wall = first stream started to last ended; events/s = content events received / wall. "
+        "RSS = the server's process tree: idle after a short warm-up, and the most it used while "
+        "the streams were open; per stream = (open - idle) / N, KB = 1,000 bytes."
+        + (f" Gateway environment: {options.gateway_env}." if options.gateway_env else ""),
+        "",
+        "| streams | target | complete | errors | TTFT p50 | TTFT p99 | x floor | wall "
+        "| x floor | events/s | RSS idle | RSS open | per stream | other load (cores) |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for streams, steps in result.capacity.items():
+        for key, step in steps.items():
+            head = f"| {streams:,} | {result.label(key)}"
+            hold = step.hold
+            if hold.stats is None:
+                lines.append(f"{head} | failed: {(hold.error or '?')[:80]} |")
+                continue
+            h = hold.stats
+            d = derived.capacity[streams][key]
+            lines.append(
+                f"{head} | {h.ok:,}/{streams:,} | {h.errors or '-'} | {ms(h.ttft.p50_ms)} "
+                f"| {ms(h.ttft.p99_ms)} | {ratio(d.ttft_p99_x_floor)} | {h.wall_s:.1f} s "
+                f"| {ratio(d.wall_x_floor)} | {d.events_per_s:,.0f} | {mb(step.rss_idle_mb)} "
+                f"| {mb(step.rss_peak_mb)} | {kb(d.rss_per_stream_kb)} | {_noise(hold)} |"
+            )
+    return lines
+
+
+def memory_table(result: RunResult) -> list[str]:
     lines = [
         "",
         "| process | start-up (to first 200) | RSS idle | RSS after batch 1 | RSS after batch 2 "
         "| growth batch 1 -> 2 | requests per batch | batch errors |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for key, mem in data.get("memory", {}).items():
-        start = data.get("services", {}).get(key, {}).get("startup_s")
-        errors = [b.get("errors") or {} for b in mem.get("batches", [])]
-        label = "llm-gateway (`serve`, one worker)" if key == "gateway" else labels.get(key, key)
+    for key, memory in result.memory.items():
+        service = result.services.get(key)
+        errors = [b.error if b.stats is None else b.stats.errors for b in memory.batches]
+        label = "llm-gateway (`serve`, one worker)" if key == "gateway" else result.label(key)
+        startup = None if service is None else service.startup_s
         lines.append(
-            f"| {label} | {'-' if start is None else f'{start:.2f} s'} "
-            f"| {mb(mem.get('idle_mb'))} | {mb(mem.get('after_1_mb'))} "
-            f"| {mb(mem.get('after_2_mb'))} | {mb(mem.get('growth_mb'))} "
-            f"| {mem.get('requests_per_batch', 0):,} | {errors} |"
+            f"| {label} | {seconds(startup)} | {mb(memory.idle_mb)} "
+            f"| {mb(memory.after_1_mb)} | {mb(memory.after_2_mb)} | {mb(memory.growth_mb)} "
+            f"| {memory.requests_per_batch:,} | {errors} |"
         )
     for key in ("floor", "upstream", "emulator"):
-        service = data.get("services", {}).get(key)
-        if service and service.get("startup_s") is not None:
+        service = result.services.get(key)
+        if service is not None:
             lines.append(
-                f"| {labels.get(key, key)} | {service['startup_s']:.2f} s | "
-                f"{mb(service.get('rss_idle_mb'))} | | {mb(service.get('rss_end_mb'))} "
-                "(end of run) | | | |"
+                f"| {result.label(key)} | {seconds(service.startup_s)} "
+                f"| {mb(service.rss_idle_mb)} | | {mb(service.rss_end_mb)} (end of run) | | | |"
             )
     return lines
 
 
-def targets_table(data: dict[str, Any]) -> list[str]:
-    lines = ["", "| target (issue 5) | measured | met? |", "|---|---|---|"]
-    for check in data.get("targets", []):
-        met = {True: "yes", False: "**no**", None: "n/a"}[check["met"]]
-        lines.append(f"| {check['what']} | {check['measured']} | {met} |")
-    return lines
-
-
-def emulator_table(data: dict[str, Any]) -> list[str]:
-    rows = data.get("emulator_alone", [])
-    if not rows:
+def emulator_table(result: RunResult) -> list[str]:
+    if not result.emulator_alone:
         return []
-    direct = data.get("nonstream", {})
-    floor = {c: r.get("floor", {}).get("rps") for c, r in direct.items()}
-    perf = {c: r.get("direct", {}).get("rps") for c, r in direct.items()}
     lines = [
         "",
         "| concurrency | emulator (`--time-scale 0`, emulator/instant) | perf upstream | floor "
         "through the perf upstream | emulator / floor |",
         "|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        conc = str(row["concurrency"])
-        emu = row.get("rps")
-        fl = floor.get(conc)
+    for cell in result.emulator_alone:
+        cells = result.nonstream.get(cell.concurrency, {})
+        direct, floor = cells.get("direct"), cells.get("floor")
+        direct_rps = direct.stats.rps if direct and direct.stats else None
+        floor_rps = floor.stats.rps if floor and floor.stats else None
+        emulator_rps = cell.stats.rps if cell.stats else None
+        times = emulator_rps / floor_rps if emulator_rps and floor_rps else None
         lines.append(
-            f"| {conc} | {_cell(row)} | {rps(perf.get(conc))} | {rps(fl)} "
-            f"| {ratio(emu / fl if emu and fl else None)} |"
+            f"| {cell.concurrency} | {_cell(cell)} | {rps(direct_rps)} | {rps(floor_rps)} "
+            f"| {ratio(times)} |"
         )
     return lines
 
 
-def render(data: dict[str, Any]) -> str:
-    run = data.get("run", {})
-    machine = data.get("machine", {})
-    quiet = data.get("quiet", {})
-    setup = data.get("setup", {})
-    noise = data.get("noise", {})
-    lines = [
-        f"# llm-gateway performance: run {run.get('id', '?')}",
-        "",
-        f"Machine: {machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores, "
-        f"{machine.get('memory_gb', '?')} GB, Linux {machine.get('kernel', '?')}, "
-        f"Python {machine.get('python', '?')}; llm-gateway {machine.get('git', '?')}. "
-        f"Wall time {run.get('wall_s', '?')} s.",
-        "",
-        f"Other load on the machine: {quiet.get('foreign_cores', '?')} cores busy with other "
-        f"processes before the run (load average {quiet.get('loadavg', '?')}); during "
-        f"measurements at most {noise.get('max_foreign_cores', '?')} cores, median "
-        f"{noise.get('median_foreign_cores', '?')}. "
+UPSTREAM_CHOICE = (
+    "The measured upstream is `benchmarks/perf/upstream.py`, a raw asyncio protocol on uvloop "
+    "with httptools and pre-encoded OpenRouter-shaped replies (JSON, and SSE with role, content, "
+    "finish and usage chunks and [DONE]). The emulator is measured alone below: at every "
+    "concurrency it answers at about the floor's rate or less, so behind it the floor, and at "
+    "high concurrency the gateway, would be measuring the emulator. The perf upstream is several "
+    "times faster than the floor (direct rows)."
+)
+
+
+def notes(result: RunResult) -> list[str]:
+    generator = (
+        "wrk (one thread, one connection per concurrent request, Lua script for the POST body)"
+        if result.setup.wrk
+        else "the Python client (wrk not installed): two aiohttp processes"
+    )
+    extra = result.run.options.gateway_env
+    return [
+        f"Load generator: {generator}; streams and fixed-count batches: "
+        "`benchmarks/perf/loadgen.py` (aiohttp, uvloop) in its own process(es), one per 1,000 "
+        "streams of a large step. The direct rows are the generator driving the upstream with "
+        "nothing in between: far above every proxy, so the generator is not what limits them.",
+        "Every server is its own process on 127.0.0.1: perf upstream, floor "
+        "(`benchmarks/perf/floor.py`: uvicorn, one worker, uvloop + httptools, no access log, one "
+        "aiohttp ClientSession without a connection limit, bytes passed through, streams "
+        "forwarded read by read), the gateway and LiteLLM. All share the machine's cores with "
+        "the generator, as in the issue's measurements.",
+        "Gateway: `llm-gateway serve` (uvicorn, one worker), GATEWAY_UPSTREAM=openrouter pointed "
+        "at the perf upstream, default settings otherwise (upstream pool 1024, retries on), "
+        "GATEWAY_LOG_LEVEL=INFO (the default) so its access log is on, as users run it: one line "
+        "per request to logs/server_logs.txt and to stderr (a file here)."
+        + (f" Extra environment (`--gateway-env`): {extra}." if extra else ""),
+        "LiteLLM (with PEER=litellm): its own virtualenv, `litellm --num_workers 1`, one "
+        "OpenAI-compatible model entry per model id pointing at the perf upstream, retries 0 "
+        "(router and OpenAI SDK), no callbacks, no cache, local model-cost map, "
+        "LITELLM_MASTER_KEY set; its default (uvicorn) access log left on.",
+        "Model ids: perf/instant answers at once (20 content chunks when streamed); "
+        "perf/paced-N-D streams N content chunks D ms apart.",
+        "Percentiles: wrk's (non-streaming) or linear interpolation over all samples (streams). "
+        "Latency percentiles are closed-loop: each connection sends its next request when the "
+        "previous answer arrives.",
+    ]
+
+
+def render(result: RunResult) -> str:
+    derived = result.derived
+    if derived is None:
+        raise ValueError("render() needs a derived result (derive.derive and checks)")
+    run, machine, quiet, noise = result.run, result.machine, result.quiet, result.noise
+    options = run.options
+    quiet_text = (
+        "not measured"
+        if quiet is None
+        else f"{quiet.foreign_cores} cores busy with other processes before the run (load "
+        f"average {quiet.loadavg})"
+    )
+    during = (
+        "nothing was measured."
+        if noise is None
+        else f"during measurements at most {noise.max_foreign_cores} cores, median "
+        f"{noise.median_foreign_cores}. "
         + (
             "**The machine was busy: treat these numbers with care and re-run when it is quiet.**"
-            if noise.get("busy")
+            if noise.busy
             else "Quiet enough to trust."
-        ),
+        )
+    )
+    lines = [
+        f"# llm-gateway performance: run {run.id}",
+        "",
+        f"Machine: {machine.cpu_model}, {machine.cores} cores, {machine.memory_gb} GB, Linux "
+        f"{machine.kernel}, Python {machine.python}; llm-gateway {machine.git}. "
+        f"Wall time {run.wall_s} s.",
+        "",
+        f"Other load on the machine: {quiet_text}; {during}",
     ]
-    if run.get("interrupted"):
+    if run.interrupted:
         lines += ["", "**This run was interrupted; the tables hold what it measured.**"]
-    for error in run.get("errors", []):
+    for error in run.errors:
         lines += ["", f"**Error:** {error}"]
-    lines += ["", "## Summary (issue 5's table, measured in this run)", "", *summary_table(data)]
-    lines += ["", "## Issue 5 targets", *targets_table(data)]
+    lines += ["", "## Summary (issue 5's table, measured in this run)", ""]
+    lines += summary_table(result, derived)
+    lines += ["", "## Targets (issues 5 and 14)", *targets_table(result)]
     lines += [
         "",
         "## Non-streaming: throughput and latency",
         "",
         "Added = target minus direct at the same percentile and concurrency; x floor = the "
-        "target's throughput over the floor's. wrk closed loop, "
-        f"{setup.get('warmup_s')} s warm-up then {setup.get('duration_s')} s measured per cell; "
-        "targets interleaved within each concurrency. Other load = cores used by processes that "
-        f"are not this run's during the cell (bold above {BUSY_CORES}).",
-        *nonstream_tables(data),
+        f"target's throughput over the floor's. wrk closed loop, {options.warmup} s warm-up then "
+        f"{options.duration} s measured per cell; targets interleaved within each concurrency. "
+        "Other load = cores used by processes that are not this run's during the cell (bold "
+        f"above {BUSY_CORES}).",
+        *nonstream_tables(result, derived),
     ]
-    lines += ["", "## Streaming", *stream_tables(data)]
+    lines += ["", "## Streaming", *stream_tables(result, derived)]
+    if result.capacity:
+        lines += ["", "## Capacity: long streams by the thousand (issue 14)"]
+        lines += capacity_table(result, derived)
     lines += [
         "",
         "## Memory and start-up",
         "",
-        f"RSS is VmRSS from /proc. Each batch is {setup.get('memory_mix', '?')}, cycled, at "
-        "concurrency 16; readings 1 s after each batch. Start-up = process spawned to its first "
-        "200 on the health route.",
-        *memory_table(data),
+        "RSS is VmRSS from /proc. Each batch is chat completions JSON, chat completions SSE, "
+        "/generate JSON, /generate SSE (LiteLLM: the two chat kinds), cycled, at concurrency 16; "
+        "readings 1 s after each batch. Start-up = process spawned to its first 200 on the "
+        "health route.",
+        *memory_table(result),
     ]
     lines += [
         "",
         "## The upstream: emulator alone vs the dedicated perf upstream",
         "",
-        setup.get("upstream_choice", ""),
-        *emulator_table(data),
+        UPSTREAM_CHOICE,
+        *emulator_table(result),
     ]
     lines += ["", "## How this was measured", ""]
-    lines += [f"- {note}" for note in setup.get("notes", [])]
-    versions = ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items())
+    lines += [f"- {note}" for note in notes(result)]
+    versions = ", ".join(f"{k} {v}" for k, v in machine.packages.items())
     lines += ["", f"Versions: {versions}."]
     return "\n".join(lines) + "\n"

@@ -11,17 +11,21 @@ import contextlib
 import ctypes
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 HOST = "127.0.0.1"
+# Other processes using more than this many cores during a measurement make it suspect.
+BUSY_CORES = 0.2
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
@@ -272,11 +276,77 @@ def foreign_cores(before: CpuSample, after: CpuSample) -> float:
     return max(0.0, foreign / wall)
 
 
-@contextlib.contextmanager
-def measured_noise(into: dict[str, object]) -> Iterator[None]:
-    """Record into `into["foreign_cores"]` how busy the rest of the machine was meanwhile."""
-    before = cpu_sample()
-    try:
-        yield
-    finally:
-        into["foreign_cores"] = round(foreign_cores(before, cpu_sample()), 3)
+class NoiseMeter:
+    """How many cores other processes used while the `with` block ran: `cores` after it."""
+
+    def __init__(self) -> None:
+        self._before: CpuSample | None = None
+        self.cores = 0.0
+
+    def __enter__(self) -> NoiseMeter:
+        self._before = cpu_sample()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._before is not None, "NoiseMeter is used as a context manager"
+        self.cores = round(foreign_cores(self._before, cpu_sample()), 3)
+
+
+class PeakRss:
+    """The most RSS a process tree used while the `with` block ran, sampled from a thread
+    every `interval` s (the block is the harness waiting on load generators): `peak_mb`."""
+
+    def __init__(self, pid: int, *, interval: float = 0.2) -> None:
+        self._pid = pid
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name=f"rss-{pid}", daemon=True)
+        self.peak_mb: float | None = None
+
+    def _sample(self) -> None:
+        while True:
+            value = tree_rss_mb(self._pid)
+            if value is not None and (self.peak_mb is None or value > self.peak_mb):
+                self.peak_mb = value
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to the hard limit (children inherit it): thousands
+    of streams need a descriptor each in the generator, and two in a proxy. The new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # RLIM_INFINITY (-1 here) still cannot go past the kernel's nr_open, 2^20 by default.
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and wanted > soft:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep what we have
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of all of a process's threads so far."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/status") as status:
+                total += sum(int(x.split()[1]) for x in status if "ctxt_switches" in x)
+    return total

@@ -1,73 +1,117 @@
-"""`run.py --whatif`: the gateway with one part switched off at a time, to price each part.
+"""`run.py --whatif`: what each part of the gateway costs, by serving it with the part off.
 
 A profile says where samples land; switching a part off says what it costs, including what a
-profile cannot see (context switches, GIL hand-offs between threads). This serves the real app
-from `create_app()` exactly as `llm-gateway serve` does, minus the parts named on the command
-line. It reaches into the app after it is built (the middleware list, the retry policy), so it
-may need updating when those internals change; it never changes a file.
-
-Switches (joined with `+`): `accesslog` (GATEWAY_LOG_LEVEL=WARNING, set by the driver: the
-access line is INFO), `metrics`, `bodylimit`, `accessmw` (the access-log middleware itself),
-`direct` (no `DirectRoutes`: the hot routes go through FastAPI's routing, dependencies and
-exception middleware, as they did before `api/direct.py`), `retry` (call the upstream once,
-without the tenacity loop), `telemetry` (FastAPI's native OpenTelemetry check).
+profile cannot see (context switches, GIL hand-offs between threads). Each variant is the real
+app (`whatif_app.py`) with settings changed through the environment and/or named middleware
+left out; rounds interleave the variants, so drift on the machine spreads over all of them, and
+the report takes the median of the rounds.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import statistics
+from dataclasses import dataclass, field
 
-import uvicorn
-
-T = TypeVar("T")
-
-_MIDDLEWARE = {
-    "metrics": "MetricsMiddleware",
-    "bodylimit": "BodyLimitMiddleware",
-    "accessmw": "AccessLogMiddleware",
-    "direct": "DirectRoutes",
-}
-SWITCHES = ("accesslog", *_MIDDLEWARE, "retry", "telemetry")
+from cli import say
+from endpoints import Target
+from fmt import ms, rps
+from measure import Runner
+from result import Options, WhatifRow
+from services import INSTANT, Servers
+from stack import context_switches
 
 
-async def _call_once(self: Any, fn: Callable[[], Awaitable[T]], *, what: str) -> tuple[T, int]:
-    del self, what  # the signature of RetryPolicy.call
-    return await fn(), 1
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+    drop: tuple[str, ...] = ()  # middleware class names (whatif_app.py fails on unknown ones)
 
 
-def build(switches: set[str]) -> Any:
-    # Imported here, not at the top: the driver imports this module only for SWITCHES.
-    from llm_gateway.app import create_app
-    from llm_gateway.config import Settings
-    from llm_gateway.upstream import retry
-
-    if "retry" in switches:
-        retry.RetryPolicy.call = _call_once  # type: ignore[method-assign]
-    app = create_app(Settings())
-    # Starlette builds the middleware stack on the first request, so the list can still change.
-    drop = {cls for name, cls in _MIDDLEWARE.items() if name in switches}
-    app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ not in drop]  # type: ignore[attr-defined]
-    if "telemetry" in switches:
-        app._native_telemetry.enabled = lambda: False  # type: ignore[method-assign]
-    return app
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="The gateway with parts switched off.")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--off", default="", help=f"`+`-joined subset of {', '.join(SWITCHES)}")
-    args = parser.parse_args()
-    switches = {s for s in args.off.split("+") if s}
-    unknown = switches - set(SWITCHES)
-    if unknown:
-        parser.error(f"unknown switches: {', '.join(sorted(unknown))}")
-    # The same server settings as `llm-gateway serve`.
-    uvicorn.run(
-        build(switches), host="127.0.0.1", port=args.port, access_log=False, log_level="info"
-    )
+# The access line is logged at INFO; the retry loop runs only from the second attempt on, so
+# one attempt prices what is left of it on the happy path.
+ACCESS_LOG_OFF = {"GATEWAY_LOG_LEVEL": "WARNING"}
+RETRY_OFF = {"GATEWAY_RETRY_ATTEMPTS": "1"}
+MIDDLEWARE = ("MetricsMiddleware", "BodyLimitMiddleware", "AccessLogMiddleware")
+VARIANTS = (
+    Variant("as served (everything on)"),
+    Variant("access log off (GATEWAY_LOG_LEVEL=WARNING)", env=ACCESS_LOG_OFF),
+    Variant("metrics middleware off", drop=("MetricsMiddleware",)),
+    Variant("body-limit middleware off", drop=("BodyLimitMiddleware",)),
+    Variant("access-log middleware off", drop=("AccessLogMiddleware",)),
+    Variant("retry loop off (GATEWAY_RETRY_ATTEMPTS=1)", env=RETRY_OFF),
+    Variant("all of the above off", env={**ACCESS_LOG_OFF, **RETRY_OFF}, drop=MIDDLEWARE),
+)
+C64_SECONDS, C1_SECONDS = 4, 3
 
 
-if __name__ == "__main__":
-    main()
+def run(runner: Runner, servers: Servers, options: Options) -> dict[str, list[WhatifRow]]:
+    if runner.wrk is None:
+        raise RuntimeError("--whatif needs wrk (apt-get install wrk)")
+    rows: dict[str, list[WhatifRow]] = {variant.label: [] for variant in VARIANTS}
+    for round_no in range(1, options.whatif_rounds + 1):
+        for i, variant in enumerate(VARIANTS):
+            service = servers.gateway(f"whatif{i}", env=variant.env, drop=variant.drop)
+            target = Target("whatif", variant.label, f"{service.url}/v1/chat/completions", "chat")
+            before = context_switches(service.pid)
+            c64 = runner.nonstream(target, INSTANT, concurrency=64, duration=C64_SECONDS, warmup=1)
+            switches = context_switches(service.pid) - before
+            c1 = runner.nonstream(target, INSTANT, concurrency=1, duration=C1_SECONDS, warmup=1)
+            servers.stack.stop(service)
+            row = WhatifRow(
+                round=round_no,
+                c64_rps=None if c64.stats is None else c64.stats.rps,
+                c64_p50_ms=None if c64.stats is None else c64.stats.p50_ms,
+                c1_p50_ms=None if c1.stats is None else c1.stats.p50_ms,
+                c1_mean_ms=None if c1.stats is None else c1.stats.mean_ms,
+                switches_per_request=None
+                if c64.stats is None
+                else round(switches / c64.stats.requests, 2),
+                foreign_cores=max(c64.foreign_cores, c1.foreign_cores),
+            )
+            rows[variant.label].append(row)
+            say(
+                f"  round {round_no} {variant.label}: {row.c64_rps} req/s at c=64, c=1 p50 "
+                f"{row.c1_p50_ms} ms, {row.switches_per_request} context switches/request"
+            )
+    return rows
+
+
+def markdown(rows: dict[str, list[WhatifRow]]) -> str:
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    base = VARIANTS[0].label
+    base_rps = median([r.c64_rps for r in rows[base]])
+    base_p50 = median([r.c1_p50_ms for r in rows[base]])
+    lines = [
+        "# What each part of the gateway costs (run.py --whatif)",
+        "",
+        "The real app from `create_app()`, served as `llm-gateway serve` serves it, with one part "
+        "switched off at a time (`benchmarks/perf/whatif_app.py`), against the perf upstream; "
+        "`POST /v1/chat/completions` non-streaming, wrk. Medians of "
+        f"{len(rows[base])} interleaved rounds ({C64_SECONDS} s at c=64, {C1_SECONDS} s at c=1 "
+        "each). Round to round spread is often 10-20%: only differences larger than the rounds' "
+        "range mean something.",
+        "",
+        "| variant | c=64 req/s | rounds (min-max) | vs as served | c=1 p50 | c=1 p50 saved "
+        "| c=1 mean | context switches / request | other load (max, cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for variant in VARIANTS:
+        mine = rows[variant.label]
+        rps_value = median([r.c64_rps for r in mine])
+        p50 = median([r.c1_p50_ms for r in mine])
+        switches = median([r.switches_per_request for r in mine])
+        gain = f"{rps_value / base_rps - 1:+.0%}" if rps_value and base_rps else "-"
+        saved = ms(base_p50 - p50, signed=True) if p50 and base_p50 else "-"
+        spread = [r.c64_rps for r in mine if r.c64_rps is not None]
+        span = f"{min(spread):,.0f}-{max(spread):,.0f}" if spread else "-"
+        lines.append(
+            f"| {variant.label} | {rps(rps_value)} | {span} | {gain} | {ms(p50)} | {saved} "
+            f"| {ms(median([r.c1_mean_ms for r in mine]))} "
+            f"| {'-' if switches is None else f'{switches:.2f}'} "
+            f"| {max(r.foreign_cores for r in mine):.2f} |"
+        )
+    return "\n".join(lines) + "\n"

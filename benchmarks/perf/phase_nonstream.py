@@ -1,0 +1,78 @@
+"""Non-streaming phase: throughput and latency of each endpoint at each concurrency (wrk).
+
+Targets are interleaved within each concurrency, so drift on the machine spreads over all of
+them; a cell perturbed by other processes is measured again (`quietest`). The emulator is
+measured alone the same way, to show why it is not the upstream.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from cli import say
+from endpoints import Target
+from measure import Runner, quietest
+from result import LoadCell, Options
+from services import INSTANT, UPSTREAM_KEY
+from stack import Service
+
+EMULATOR_MODEL = "emulator/instant"
+
+
+def _log(prefix: str, cell: LoadCell) -> None:
+    if cell.stats is None:
+        say(f"  {prefix}: FAILED {(cell.error or '')[:200]}")
+        return
+    say(
+        f"  {prefix}: {cell.stats.rps:,.0f} req/s, p50 {cell.stats.p50_ms} ms, "
+        f"p99 {cell.stats.p99_ms} ms, errors {cell.stats.errors}, "
+        f"other load {cell.foreign_cores} cores"
+    )
+
+
+def emulator_alone(
+    runner: Runner, emulator: Service, options: Options, into: list[LoadCell]
+) -> None:
+    """The emulator (`--time-scale 0`) as an upstream by itself, at each concurrency."""
+    target = Target(
+        "emulator",
+        "emulator",
+        f"{emulator.url}/api/v1/chat/completions",
+        "chat",
+        {"Authorization": f"Bearer {UPSTREAM_KEY}"},
+    )
+    for concurrency in options.concurrency:
+        cell = runner.nonstream(
+            target,
+            EMULATOR_MODEL,
+            concurrency=concurrency,
+            duration=options.duration,
+            warmup=options.warmup,
+        )
+        _log(f"c={concurrency} emulator", cell)
+        into.append(cell)
+
+
+def run(
+    runner: Runner,
+    targets: dict[str, Target],
+    options: Options,
+    into: dict[int, dict[str, LoadCell]],
+) -> None:
+    """Fill `into` (concurrency -> target key -> cell) as it goes: an interrupted run keeps
+    what it measured."""
+    for concurrency in options.concurrency:
+        cells = into.setdefault(concurrency, {})
+        for key, target in targets.items():
+            cells[key] = quietest(
+                functools.partial(
+                    runner.nonstream,
+                    target,
+                    INSTANT,
+                    concurrency=concurrency,
+                    duration=options.duration,
+                    warmup=options.warmup,
+                ),
+                options.retry_noisy,
+            )
+            _log(f"c={concurrency} {key}", cells[key])
