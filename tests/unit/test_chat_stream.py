@@ -10,7 +10,7 @@ import pytest
 
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 from llm_gateway.redaction import Redactor
-from llm_gateway.upstream.stream import ChatStream, Chunk, KeepAlive
+from llm_gateway.upstream.stream import ChatStream, Chunk, IdleTimeout, KeepAlive
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +166,24 @@ async def test_forward_handles_crlf_line_ends() -> None:
     stream = _stream(Response(crlf[:30], crlf[30:]))
     assert b"".join(await _forwarded(stream)) == crlf
     assert stream.finished
+
+
+async def test_the_idle_timer_cuts_only_a_read_that_waits_too_long() -> None:
+    """One timer per stream: reads that keep coming in time are never cut, however many."""
+    idle = IdleTimeout(0.05)
+
+    async def read(wait: float) -> None:
+        async with idle:
+            await asyncio.sleep(wait)
+
+    for _ in range(20):  # 20 reads of 10 ms: 200 ms in all, four idle periods
+        await read(0.01)
+    with pytest.raises(TimeoutError):
+        await read(1.0)
+    # Someone else's cancel is not turned into a timeout.
+    task = asyncio.ensure_future(read(1.0))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    idle.close()

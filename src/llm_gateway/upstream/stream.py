@@ -109,6 +109,7 @@ class ChatStream:
         # What the upstream sends is scrubbed of the gateway's secrets before anyone sees it.
         self._redact = redact or Redactor()
         self._idle_timeout = idle_timeout
+        self._idle = IdleTimeout(idle_timeout)
         self._framer = EventFramer()
         # Whole events as read, each block with the perf_counter_ns() of its read: timing is
         # taken at arrival, not when a (possibly slower) consumer gets to it.
@@ -175,8 +176,10 @@ class ChatStream:
                 return None
             raw = self._redact.content(item.data)
             data = self._parse(raw)
-            self._raise_inband(data)
-            if _has_finish(data):
+            # Text searches first: nearly every chunk has neither, and looking costs less.
+            if '"error"' in raw:
+                self._raise_inband(data)
+            if '"finish_reason"' in raw and _has_finish(data):
                 self._saw_finish = True
             return Chunk(data, raw, received_ns)
 
@@ -263,7 +266,7 @@ class ChatStream:
         # The idle timeout restarts on every read, so keep-alive comments keep a slow stream
         # alive while a silent one is cut.
         try:
-            async with asyncio.timeout(self._idle_timeout):
+            async with self._idle:
                 data = await self._response.content.readany()
         except TimeoutError as exc:
             raise UpstreamTimeout(
@@ -283,10 +286,68 @@ class ChatStream:
     async def aclose(self) -> None:
         """Release the connection; cut it if the stream was not read to the end, so the
         upstream sees the cancellation and stops generating (and billing)."""
+        self._idle.close()
         if self.finished:
             self._response.release()
         else:
             self._response.close()
+
+
+class IdleTimeout:
+    """`async with idle:` around each read: TimeoutError if that read waits `seconds`.
+
+    `asyncio.timeout` per read costs a timer scheduled and cancelled every time; a stream
+    reads for every event (hundreds of thousands a minute across a busy gateway). This keeps
+    one timer per stream, moved only when it fires: a read records when it started, and the
+    timer, on firing, either cancels a read that has waited too long or sets itself again for
+    the current read's deadline.
+    """
+
+    __slots__ = ("_cancelled", "_loop", "_reading", "_seconds", "_started", "_timer")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading: asyncio.Task[Any] | None = None
+        self._started = 0.0
+        self._cancelled = False
+
+    async def __aenter__(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._reading = asyncio.current_task()
+        self._started = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._started + self._seconds, self._fire)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: Any
+    ) -> None:
+        self._reading = None
+        if self._cancelled and kind is asyncio.CancelledError:
+            self._cancelled = False
+            task = asyncio.current_task()
+            if task is not None and task.uncancel() == 0:  # ours alone: a timeout
+                raise TimeoutError from exc
+
+    def _fire(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        reading = self._reading
+        if reading is None:
+            return  # between reads: the next read sets a timer again
+        deadline = self._started + self._seconds
+        if self._loop.time() >= deadline:
+            self._cancelled = True
+            reading.cancel()
+        else:
+            self._timer = self._loop.call_at(deadline, self._fire)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 _DONE = b"data: [DONE]\n\n"
