@@ -15,7 +15,7 @@ Clients that are not browsers send no `Origin` and a `Host` of what they were gi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -58,10 +58,11 @@ class BrowserGuard:
         hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
         self._hosts = None if hosts is not None and "*" in hosts else hosts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: a request let through gets the app's own awaitable, so this keeps
+        # no frame alive for the life of the request (streams last minutes, by the thousand).
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         host = origin = ""
         for name, value in scope["headers"]:
             if name == b"host":
@@ -73,8 +74,7 @@ class BrowserGuard:
                 f"The Host {host!r:.100} is not one this gateway answers to: it serves "
                 "loopback names unless GATEWAY_ALLOWED_HOSTS lists others (or set inbound keys)."
             )
-            await send_error(send, refused, path=route_path(scope))
-            return
+            return send_error(send, refused, path=route_path(scope))
         if (
             origin
             and scope["method"] not in _SAFE_METHODS
@@ -84,9 +84,8 @@ class BrowserGuard:
                 f"A {scope['method']} from the web page at {origin!r:.100} is refused: browsers "
                 "may call the gateway only from origins in GATEWAY_CORS_ORIGINS."
             )
-            await send_error(send, error, path=route_path(scope))
-            return
-        await self.app(scope, receive, send)
+            return send_error(send, error, path=route_path(scope))
+        return self.app(scope, receive, send)
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         if origin in self._origins:

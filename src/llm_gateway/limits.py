@@ -12,6 +12,7 @@ so the answer would lose the error shape, the request id and the access-log line
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,15 +27,15 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: a request let through gets the app's own awaitable, so this keeps
+        # no frame alive for the life of the request (streams last minutes, by the thousand).
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             error = PayloadTooLarge(self._message(f"is {declared} bytes"))
-            await send_error(send, error, path=route_path(scope))
-            return
+            return send_error(send, error, path=route_path(scope))
         received = 0
         deadline: float | None = None
         complete = False
@@ -62,7 +63,7 @@ class BodyLimitMiddleware:
                 complete = not message.get("more_body", False)
             return message
 
-        await self.app(scope, counted, send)
+        return self.app(scope, counted, send)
 
     def _message(self, size: str) -> str:
         return (

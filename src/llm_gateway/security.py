@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -58,14 +59,15 @@ class InboundAuthMiddleware:
         self.app = app
         self._keys = tuple(k.encode() for k in sorted(keys))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: a request let through gets the app's own awaitable, so this keeps
+        # no frame alive for the life of the request (streams last minutes, by the thousand).
         if (
             scope["type"] != "http"
             or scope["method"] == "OPTIONS"
             or route_path(scope) in PUBLIC_PATHS
         ):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         token = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -74,13 +76,12 @@ class InboundAuthMiddleware:
                     token = b""
                 break
         if token and key_matches(token.strip(), self._keys):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         reason = "The API key is not valid" if token else "No API key was sent"
         error = Unauthorized(
             f"{reason}: send `Authorization: Bearer <key>` (a key of GATEWAY_API_KEYS)."
         )
-        await send_error(send, error, path=route_path(scope))
+        return send_error(send, error, path=route_path(scope))
 
 
 class LoopbackOnly:
@@ -90,7 +91,9 @@ class LoopbackOnly:
         self.app = app
         self._warned = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: a request let through gets the app's own awaitable, so this keeps
+        # no frame alive for the life of the request (streams last minutes, by the thousand).
         server = scope.get("server")
         if (
             scope["type"] != "http"
@@ -98,8 +101,7 @@ class LoopbackOnly:
             or is_loopback(str(server[0]))
             or route_path(scope) in PUBLIC_PATHS
         ):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         if not self._warned:  # once: a refused stranger per request must not flood the log
             self._warned = True
             logger.error(
@@ -113,4 +115,4 @@ class LoopbackOnly:
             "Its owner can set GATEWAY_API_KEYS, or GATEWAY_ALLOW_OPEN=true if something in "
             "front of it authenticates clients."
         )
-        await send_error(send, error, path=route_path(scope))
+        return send_error(send, error, path=route_path(scope))
