@@ -136,3 +136,20 @@ def read_log(path: Path, *, waiting_for: str, count: int = 1) -> str:
 @pytest.fixture
 def log_file(tmp_path: Path) -> Path:
     return tmp_path / "logs" / "server_logs.txt"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A test skipped for want of a browser is said loudly at the end, not only in -ra's list:
+    without Chromium the HTML report is never opened, and a broken one would pass unseen."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "chromium" in str(report.longrepr).lower()
+    ]
+    if skipped:
+        terminalreporter.section("NOT TESTED: the report in a browser", sep="!", yellow=True)
+        terminalreporter.line(
+            f"{len(skipped)} test(s) need Debian's Chromium at /usr/bin/chromium and were skipped."
+            " Install it with `apt-get install chromium` (.ci/run does), then run make test again.",
+            yellow=True,
+        )

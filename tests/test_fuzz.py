@@ -61,7 +61,7 @@ NOT_FUZZED = {
     "GET /metrics": "no parameters or body to fuzz, and it answers Prometheus text, not JSON",
 }
 
-# How every line of the server log starts (the format `configure_logging` sets up).
+# How every line of the server log starts (the format of `logging.py`'s `LogSink`).
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ llm_gateway")
 
 FUZZ_SETTINGS = settings(
