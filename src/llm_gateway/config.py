@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(default=60.0, gt=0)
     total_timeout: float = Field(default=300.0, gt=0)
     stream_commit_after: float = Field(default=10.0, ge=0)
+    # The most one upstream answer or stream may bring (decompressed): a stream that never ends
+    # or a gzip bomb is cut here.
+    max_upstream_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # 0: unbounded. A bound here queues requests silently; admission bounds them instead.
     upstream_pool_size: int = Field(default=0, ge=0)
     max_in_flight: int = Field(default=8192, ge=1)
@@ -93,6 +97,12 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if urlsplit(value).username is not None:
+            # The client sends the key as a bearer token; with credentials in the URL too it
+            # would refuse every call.
+            raise ValueError(
+                "must not hold credentials (user:password@); put the key in OPENROUTER_API_KEY"
+            )
         return value.rstrip("/")
 
     @field_validator("openrouter_api_key")

@@ -35,7 +35,16 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 class _Listener:
     """Reads `receive` for the app until the body is in, then listens for the disconnect."""
 
-    __slots__ = ("_app_waiting", "_gone", "_receive", "_stash", "_task", "_watcher", "finished")
+    __slots__ = (
+        "_app_waiting",
+        "_gone",
+        "_receive",
+        "_stash",
+        "_task",
+        "_watcher",
+        "finished",
+        "left_mid_upload",
+    )
 
     def __init__(self, receive: Receive, task: asyncio.Task[object]) -> None:
         self._receive = receive
@@ -45,6 +54,7 @@ class _Listener:
         self._gone = False
         self._app_waiting: asyncio.Event | None = None
         self.finished = False  # the whole answer has been handed to the server
+        self.left_mid_upload = False  # the client went before its body was all in
 
     @property
     def client_left(self) -> bool:
@@ -77,6 +87,8 @@ class _Listener:
             message = await self._receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
                 self.listen()
+            elif message["type"] == "http.disconnect":
+                self.left_mid_upload = True  # whatever the app answers, nobody reads it
             return message
         while not self._stash and not self._gone:
             self._app_waiting = self._app_waiting or asyncio.Event()
@@ -119,6 +131,10 @@ class CancelOnDisconnect:
 
         try:
             await self.app(scope, listener.receive, watched_send)
+            if listener.left_mid_upload:
+                ctx = request_context()
+                if ctx is not None:
+                    ctx.client_closed = True
         except asyncio.CancelledError:
             if task.uncancel() > 0:
                 raise  # cancelled again meanwhile: not ours to swallow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llm_gateway.schemas.generate import GenerateRequest
@@ -90,4 +90,7 @@ async def relay(stream: ChatStream, *, started: float) -> AsyncIterator[Delta | 
                 ttft = time.perf_counter() - started
             yield Delta(content)
     latency = time.perf_counter() - started
-    yield Done(Generated(accumulator.result(), latency, ttft, stream.attempts))
+    completion = accumulator.result()
+    # Each chunk was scrubbed; a secret split across two chunks is whole only in the answer.
+    completion = replace(completion, text=stream.redact.content(completion.text))
+    yield Done(Generated(completion, latency, ttft, stream.attempts))

@@ -349,7 +349,8 @@ class AccessLogMiddleware:
             path = f"{path[:_MAX_PATH_CHARS]}...({len(path)} chars)"
         query = scope.get("query_string", b"")
         target = path + ("?" + query.decode("latin-1")[:_MAX_QUERY_CHARS] if query else "")
-        shown = status or (CLIENT_CLOSED if ctx.client_closed else "-")
+        # A client that left gets nothing, whatever was about to be sent to it.
+        shown = CLIENT_CLOSED if ctx.client_closed else (status or "-")
         message = (
             f"{scope['method']} {target} handler={handler} status={shown} "
             f"duration_ms={seconds * 1000:.1f} upstream_attempts={ctx.upstream_attempts}"

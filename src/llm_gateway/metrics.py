@@ -143,8 +143,10 @@ class MetricsMiddleware:
         finally:
             if streaming:
                 self.metrics.open_streams.dec()
-            if status == 0:  # no answer went out: the client left, or a bug escaped
-                ctx = request_context()
-                status = CLIENT_CLOSED if ctx is not None and ctx.client_closed else 500
+            ctx = request_context()
+            if ctx is not None and ctx.client_closed:
+                status = CLIENT_CLOSED  # nobody received an answer, whatever was sent
+            elif status == 0:  # no answer went out and the client is there: a bug escaped
+                status = 500
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.on_request(scope["method"], route, status, time.perf_counter() - started)

@@ -37,7 +37,8 @@ def check_chat_request(
     try:
         # pydantic's parser: integers of any size (a 70-bit `seed` is the upstream's to judge)
         # and a nesting limit, so no body can crash it.
-        body = from_json(raw)
+        # NaN and Infinity are not JSON: an upstream would choke on them, or worse.
+        body = from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
         raise InvalidJSON(f"The request body is not valid JSON ({exc}).") from None
     if not isinstance(body, dict):
@@ -53,11 +54,11 @@ def check_chat_request(
         raise BadRequest(
             "`messages` is required: a non-empty array of message objects.", param="messages"
         )
-    chars = prompt_chars(messages)
+    chars = prompt_chars(messages, tools=body.get("tools"), stop=body.get("stop"))
     if chars > max_prompt_chars:
         raise BadRequest(
-            f"`messages` hold {chars} characters of text (tool call arguments included); the "
-            f"limit is {max_prompt_chars} "
+            f"The prompt is {chars} characters (messages, tool calls and definitions, stop "
+            f"strings); the limit is {max_prompt_chars} "
             "(GATEWAY_MAX_PROMPT_CHARS).",
             param="messages",
         )

@@ -1,12 +1,17 @@
 """How long a prompt is: one definition for every route that sends one to the upstream, held
 against GATEWAY_MAX_PROMPT_CHARS.
 
-A prompt's size is the number of characters of text in the chat messages sent: a message's
-`content` when it is a string, else the `text` of each of its content parts; the `arguments`
-of its `tool_calls` (and of the older `function_call`); and the other text a message hands the
-model, `reasoning` and `refusal`. Images, audio and files are not text and do not count, nor do
-roles, names and ids. Messages come from clients as parsed JSON, so anything of another shape
-counts as no text rather than failing here (validating messages is the caller's business).
+A prompt's size is the number of characters of text the model is given to read:
+- in each chat message: its `content` when it is a string, else the `text` of each of its
+  content parts (content of any other shape counts as the length of its JSON); the `arguments`
+  of its `tool_calls` (and of the older `function_call`); and the other text a message hands
+  the model, `reasoning` and `refusal`;
+- the tool definitions of a request (`tools`, each counted as the length of its JSON: names,
+  descriptions and parameter schemas are all read by the model);
+- the stop strings (`stop`).
+Images, audio and files are not text and do not count, nor do roles, names and ids. Requests
+come from clients as parsed JSON, so a list of another shape counts as no text rather than
+failing here (validating requests is the caller's business).
 """
 
 from __future__ import annotations
@@ -14,12 +19,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 _TEXT_FIELDS = ("content", "reasoning", "refusal")
 
 
-def prompt_chars(messages: Iterable[Any]) -> int:
-    """Characters of text in `messages` (chat messages as parsed JSON)."""
-    return sum(_message_chars(m) for m in messages if isinstance(m, dict))
+def prompt_chars(messages: Iterable[Any], *, tools: Any = None, stop: Any = None) -> int:
+    """Characters of text in `messages` (chat messages as parsed JSON), `tools` and `stop`."""
+    chars = sum(_message_chars(m) for m in messages if isinstance(m, dict))
+    if isinstance(tools, list):
+        chars += sum(_json_chars(tool) for tool in tools)
+    if isinstance(stop, str):
+        chars += len(stop)
+    elif isinstance(stop, list):
+        chars += sum(len(s) for s in stop if isinstance(s, str))
+    return chars
 
 
 def _message_chars(message: dict[str, Any]) -> int:
@@ -31,7 +45,10 @@ def _message_chars(message: dict[str, Any]) -> int:
 
 
 def _text_chars(value: Any) -> int:
-    """A string, or a list of content parts of which those with a `text` string count."""
+    """A string, or a list of content parts of which those with a `text` string count; any
+    other value but null counts as its JSON (an upstream may well read it as text)."""
+    if value is None:
+        return 0
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list):
@@ -40,7 +57,14 @@ def _text_chars(value: Any) -> int:
             for part in value
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         )
-    return 0
+    return _json_chars(value)
+
+
+def _json_chars(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # what orjson will not encode (an integer past 64 bits): its text
+        return len(str(value))
 
 
 def _arguments_chars(function: Any) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from llm_gateway.errors import GatewayError
 
@@ -50,6 +50,21 @@ class Redactor:
         error.message = self(error.message)
         error.args = (error.message,)
         return error
+
+    def json(self, value: Any) -> Any:
+        """A parsed JSON value with the secrets scrubbed from every string in it (the same
+        object when there were none). For text that reached JSON as escapes (`\\u0074...`):
+        the bytes did not show it, the decoded strings do."""
+        if isinstance(value, str):
+            return self.content(value)
+        if isinstance(value, list):
+            items = [self.json(item) for item in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        if isinstance(value, dict):
+            pairs = {self.json(k): self.json(v) for k, v in value.items()}
+            same = all(a is b for a, b in zip(pairs.values(), value.values(), strict=True))
+            return value if same and pairs.keys() == value.keys() else pairs
+        return value
 
     def content_bytes(self, data: bytes) -> bytes:
         """`content` for encoded text (a passthrough's bytes); usually returns `data` itself."""

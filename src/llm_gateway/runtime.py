@@ -74,6 +74,7 @@ def build_client(
             observer=observer,
         ),
         secrets=settings.secrets(),
+        max_bytes=settings.max_upstream_bytes,
         pool_size=settings.upstream_pool_size,
         headers=headers,
     )

@@ -40,7 +40,6 @@ def test_any_other_shape_counts_as_no_text() -> None:
     odd: list[Any] = [
         "a string, not a message",
         None,
-        {"role": "user", "content": {"text": "an object, not parts"}},
         {"role": "user", "content": ["a bare string part"]},
         {"role": "assistant", "tool_calls": [{"function": "f"}, "x", {"function": None}]},
         {"role": "assistant", "tool_calls": {"function": {"arguments": "not a list"}}},
@@ -48,3 +47,8 @@ def test_any_other_shape_counts_as_no_text() -> None:
     ]
     assert prompt_chars(odd) == 0
     assert prompt_chars([]) == 0
+    # Content that is neither text nor parts may still be read as text upstream: its JSON.
+    content = {"text": "an object, not parts"}
+    assert prompt_chars([{"role": "user", "content": content}]) == len(
+        '{"text":"an object, not parts"}'
+    )

@@ -130,3 +130,17 @@ async def test_a_request_cancelled_by_the_server_gets_a_503_in_the_error_shape()
     start, body = client.sent
     assert start["status"] == 503
     assert orjson.loads(body["body"])["error"]["code"] == "shutting_down"
+
+
+async def test_a_client_that_leaves_mid_upload_is_a_499_whatever_the_app_answers() -> None:
+    client = Client({"type": "http.request", "body": b"{", "more_body": True})
+    client.leave.set()
+
+    async def app(_scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        assert (await receive())["type"] == "http.disconnect"
+        # What a framework does with a body it could not finish reading: a 400, to nobody.
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"bad body"})
+
+    assert (await _run(app, client, _scope())).client_closed

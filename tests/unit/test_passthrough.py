@@ -66,3 +66,14 @@ def test_each_field_the_gateway_relies_on_is_checked_and_named(
     with pytest.raises(error) as refused:
         _check(raw)
     assert getattr(refused.value, "param", None) == param
+
+
+def test_tool_definitions_and_stop_strings_count_towards_the_prompt() -> None:
+    """Found by review: 50,000 characters of tool descriptions passed a 1,000 limit."""
+    tools = '[{"type": "function", "function": {"name": "f", "description": "0123456789"}}]'
+    with pytest.raises(BadRequest):
+        _check('{"model": "m", "messages": ' + MESSAGES + ', "tools": ' + tools + "}")
+    with pytest.raises(BadRequest):
+        _check('{"model": "m", "messages": ' + MESSAGES + ', "stop": ["0123456789"]}')
+    with pytest.raises(BadRequest):  # content that is not text or parts still counts
+        _check('{"model": "m", "messages": [{"role": "user", "content": {"x": "0123456789"}}]}')

@@ -44,10 +44,10 @@ async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
             param="max_tokens",
         )
     payload = build_payload(request, max_tokens=max_tokens)
-    chars = prompt_chars(payload["messages"])
+    chars = prompt_chars(payload["messages"], stop=payload.get("stop"))
     if chars > settings.max_prompt_chars:
         raise InvalidRequest(
-            f"prompt (with system) is {chars} characters; the limit is "
+            f"prompt (with system and stop strings) is {chars} characters; the limit is "
             f"{settings.max_prompt_chars} (GATEWAY_MAX_PROMPT_CHARS)",
             param="prompt",
         )

@@ -12,7 +12,8 @@ ModelId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 class GenerateRequest(BaseModel):
     """A prompt for one model. Unknown fields are rejected so a typo is not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # NaN and Infinity: "must be a finite number" rather than a confusing range error.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     prompt: str = Field(description="The user message. Must contain more than whitespace.")
     model: ModelId = Field(description="An upstream model id, e.g. `openai/gpt-4o-mini`.")

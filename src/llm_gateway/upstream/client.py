@@ -26,7 +26,7 @@ from llm_gateway.errors import (
 from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.mapping import TranslateErrors, decode_json, error_from_response
 from llm_gateway.upstream.retry import RetryPolicy
-from llm_gateway.upstream.stream import ChatStream, inband_error
+from llm_gateway.upstream.stream import ChatStream, inband_error, passable_id
 
 T = TypeVar("T")
 
@@ -62,6 +62,31 @@ class Reply:
     finished_ns: int
 
 
+# An error message comes from the start of the body; an error page larger than this is noise.
+_MAX_ERROR_BYTES = 64 * 1024
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body, decompressed, unless it passes `limit` bytes: then UpstreamBadResponse
+    (not retried: the upstream answered). A gzip bomb stops here, not in memory."""
+    size = response.content_length
+    if size is not None and size > limit:
+        raise UpstreamBadResponse(
+            f"The upstream's answer to {what} is {size} bytes; the limit is {limit} "
+            "(GATEWAY_MAX_UPSTREAM_BYTES)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamBadResponse(
+                f"The upstream's answer to {what} passed {limit} bytes (GATEWAY_MAX_UPSTREAM_BYTES)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class BaseClient:
     """Sends requests to an OpenAI-compatible base URL with the key set once in the headers."""
 
@@ -75,12 +100,15 @@ class BaseClient:
         pool_size: int = 0,
         headers: dict[str, str] | None = None,
         secrets: Iterable[str] = (),
+        max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.retry = retry
         # Everything the upstream says is scrubbed of these (its own key always) on the way in.
         self.redact = Redactor([api_key, *secrets])
+        # The most an answer (a whole body, or a whole stream) may bring, decompressed.
+        self.max_bytes = max_bytes
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -116,8 +144,9 @@ class BaseClient:
         which is not retried: the upstream ran the generation and may already have billed it.
         """
         status = 0
+        what = f"{method} {path}"
         try:
-            with TranslateErrors(f"{method} {path}", self.timeouts.total):
+            with TranslateErrors(what, self.timeouts.total):
                 async with (
                     asyncio.timeout(self.timeouts.total),
                     self.session.request(
@@ -125,7 +154,10 @@ class BaseClient:
                     ) as response,
                 ):
                     status = response.status
-                    body = await response.read()
+                    if status >= 300:
+                        body = await self._error_body(response)
+                    else:
+                        body = await _read_at_most(response, self.max_bytes, what)
                     # aiohttp's own (case-insensitive) mapping: OpenAI-compatible servers
                     # spell header names in any case, and copying them costs on every call.
                     headers = response.headers
@@ -138,11 +170,17 @@ class BaseClient:
             raise
         if status >= 300:
             raise error_from_response(status, body, headers)
+        # Scrubbed before anything reads it: the model list, an answer, an error inside a 200.
+        body = self.redact.content_bytes(body)
         parsed = decode_json(body)
         if not isinstance(parsed, dict):
             raise UpstreamBadResponse(
                 f"The upstream answered {method} {path} with something that is not a JSON object"
             )
+        if b"\\u" in body:  # escapes decode into text the byte search could not see
+            scrubbed = self.redact.json(parsed)
+            if scrubbed is not parsed:
+                parsed, body = scrubbed, orjson.dumps(scrubbed)
         return parsed, body, headers
 
     async def _open_stream(self, path: str, data: bytes) -> ChatStream:
@@ -159,12 +197,12 @@ class BaseClient:
                         allow_redirects=False,
                     )
                 if response.status >= 300:
-                    body = await response.read()
+                    body = await self._error_body(response)
                     raise error_from_response(response.status, body, response.headers)
                 content_type = response.headers.get("Content-Type", "")
                 if not content_type.startswith("text/event-stream"):
                     # Some upstreams answer a stream request with a plain JSON error and a 200.
-                    body = await response.read()
+                    body = await self._error_body(response)
                     error = inband_error(decode_json(body) or {})
                     raise error or UpstreamBadResponse(
                         f"The upstream answered a stream request with {content_type or 'no type'}"
@@ -174,6 +212,7 @@ class BaseClient:
                     idle_timeout=self.timeouts.idle,
                     started_ns=started,
                     redact=self.redact,
+                    max_bytes=self.max_bytes,
                 )
                 await stream.prime(self.timeouts.stream_commit)
             except BaseException:
@@ -181,6 +220,12 @@ class BaseClient:
                     response.close()
                 raise
         return stream
+
+    async def _error_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """An error answer's body: its start only, scrubbed before anyone cuts a message out of
+        it (a key cut in half by a length limit would escape the scrubbing)."""
+        body = await response.content.read(_MAX_ERROR_BYTES)
+        return self.redact(body.decode("utf-8", errors="replace")).encode()
 
     async def _retried(self, fn: Callable[[], Awaitable[T]], what: str) -> tuple[T, int]:
         """`fn` under the retry policy; a failure leaves with its message scrubbed."""
@@ -222,12 +267,9 @@ class UpstreamClient(BaseClient):
         if error is not None:
             error.attempts = attempts
             raise self.redact.error(error)
-        scrubbed = self.redact.content_bytes(raw)
-        if scrubbed is not raw:  # the upstream echoed a secret: the answer carries none
-            raw, data = scrubbed, orjson.loads(scrubbed)
         body_id = data.get("id")
-        generation_id = headers.get("X-Generation-Id") or (
-            body_id if isinstance(body_id, str) else None
+        generation_id = passable_id(headers.get("X-Generation-Id"), self.redact) or (
+            passable_id(body_id, self.redact) if isinstance(body_id, str) else None
         )
         return Reply(data, raw, attempts, generation_id, started, finished)
 

@@ -13,35 +13,61 @@ them as keep-alives (forward them, or count them as liveness).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from llm_gateway.errors import UpstreamBadResponse
+
 # An event ends with a blank line: LF LF, or with CRLF line ends, LF CR LF.
-_BOUNDARY = re.compile(rb"\n\r?\n")
+# An event ends with a blank line: LF LF, or with CRLF line ends, LF CR LF.
+_BOUNDARIES = (b"\n\n", b"\n\r\n")
+# A chat completion event is a few hundred bytes; even a whole answer sent as one event is far
+# below this. Past it the "event" is an upstream that never ends one.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+def _end_of_last_boundary(data: bytes) -> int:
+    """The index just after the last event boundary in `data`, or 0 when there is none."""
+    return max(data.rfind(b) + len(b) if b in data else 0 for b in _BOUNDARIES)
 
 
 class EventFramer:
     """Feed it bytes; it returns the part that ends on an event boundary (whole events, as
-    received, possibly several), and keeps the rest for the next read."""
+    received, possibly several), and keeps the rest for the next read.
 
-    __slots__ = ("_partial",)
+    Only each new chunk (and the two bytes before it) is searched, and an unfinished event is
+    kept as a list of pieces, so a long event costs its length, not its length squared.
+    """
+
+    __slots__ = ("_pieces", "_size", "_tail")
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._tail = b""  # the last bytes buffered, for a boundary split across reads
 
     def feed(self, chunk: bytes) -> bytes:
-        buffer = self._partial + chunk if self._partial else chunk
-        end = buffer.rfind(b"\n\n") + 2
-        if b"\r" in buffer:  # CRLF line ends (rare): the last boundary of either form
-            end = max((m.end() for m in _BOUNDARY.finditer(buffer)), default=0)
-        elif end == 1:  # no boundary yet
-            end = 0
-        self._partial = buffer[end:]
-        return buffer[:end]
+        probe = self._tail + chunk
+        end = _end_of_last_boundary(probe)
+        if not end:
+            self._pieces.append(chunk)
+            self._size += len(chunk)
+            if self._size > MAX_EVENT_BYTES:
+                raise UpstreamBadResponse(
+                    f"The upstream's stream is not usable: an event passed {MAX_EVENT_BYTES} "
+                    "bytes without ending"
+                )
+            self._tail = probe[-2:]
+            return b""
+        cut = end - len(self._tail)  # a boundary ends in the new chunk: the old ones had none
+        events = b"".join([*self._pieces, chunk[:cut]]) if self._pieces else chunk[:cut]
+        rest = chunk[cut:]
+        self._pieces, self._size, self._tail = ([rest] if rest else []), len(rest), rest[-2:]
+        return events
 
     def close(self) -> bytes:
         """End of input: what is left, as a last event (a final blank line may be missing)."""
-        rest, self._partial = self._partial, b""
+        rest = b"".join(self._pieces)
+        self._pieces, self._size, self._tail = [], 0, b""
         return rest + b"\n\n" if rest.strip() else b""
 
 

@@ -50,6 +50,17 @@ class Chunk:
 
 StreamItem = KeepAlive | Chunk
 
+_PASSABLE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,256}")
+
+
+def passable_id(value: str | None, redact: Redactor) -> str | None:
+    """An upstream's generation id, if it is one we may pass on as a header: plain id
+    characters only (a control character would break our own answer's headers) and nothing
+    secret."""
+    if value is None or not _PASSABLE_ID.fullmatch(value):
+        return None
+    return value if redact.content(value) == value else None
+
 
 def inband_error(chunk: dict[str, Any]) -> UpstreamBadResponse | None:
     """The error a 200 body or chunk carries, if any (top-level `error`, or finish_reason error)."""
@@ -104,10 +115,14 @@ class ChatStream:
         idle_timeout: float,
         started_ns: int,
         redact: Redactor | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._response = response
+        # An upstream that never stops (ignoring max_tokens, or hostile) is cut here.
+        self._max_bytes = max_bytes
+        self._received = 0
         # What the upstream sends is scrubbed of the gateway's secrets before anyone sees it.
-        self._redact = redact or Redactor()
+        self.redact = redact or Redactor()
         self._idle_timeout = idle_timeout
         self._idle = IdleTimeout(idle_timeout)
         self._framer = EventFramer()
@@ -121,7 +136,7 @@ class ChatStream:
         self._saw_finish = False
         self.attempts = 1
         self.started_ns = started_ns
-        self.generation_id: str | None = response.headers.get("X-Generation-Id")
+        self.generation_id = passable_id(response.headers.get("X-Generation-Id"), self.redact)
 
     async def __aenter__(self) -> ChatStream:
         return self
@@ -174,8 +189,10 @@ class ChatStream:
             if item.data == "[DONE]":
                 self._done()
                 return None
-            raw = self._redact.content(item.data)
+            raw = self.redact.content(item.data)
             data = self._parse(raw)
+            if "\\u" in raw:  # escapes decode into text the search could not see
+                data = self.redact.json(data)
             # Text searches first: nearly every chunk has neither, and looking costs less.
             if '"error"' in raw:
                 self._raise_inband(data)
@@ -198,8 +215,8 @@ class ChatStream:
                     yield _DONE
                     return
                 await self._fill()
-            block = self._redact.content_bytes(self._blocks.popleft()[0])
-            if _may_carry_error(block):
+            block = self.redact.content_bytes(self._blocks.popleft()[0])
+            if _may_carry_error(block) or b"\\u" in block:
                 block, error = self._checked(block)
                 if error is not None:
                     if block:
@@ -214,8 +231,9 @@ class ChatStream:
             yield block
 
     def _checked(self, block: bytes) -> tuple[bytes, UpstreamBadResponse | None]:
-        """`block` decoded and each event checked: the events up to the first in-band error
-        (re-encoded), and that error, if any."""
+        """`block` decoded and each event checked and scrubbed: the events up to the first
+        in-band error (re-encoded), and that error, if any. For the blocks a byte search cannot
+        clear: they may carry an error, or text escaped as `\\u....`."""
         out = []
         for item in SSEDecoder().feed(block):
             if isinstance(item, SSEComment):
@@ -230,15 +248,17 @@ class ChatStream:
                 return b"".join(out), exc
             error = inband_error(data)
             if error is not None:
-                return b"".join(out), self._redact.error(error)
+                return b"".join(out), self.redact.error(error)
             self._saw_finish = self._saw_finish or _has_finish(data)
-            out.append(encode_data(item.data))
+            scrubbed = self.redact.json(data)  # a secret written as escapes, decoded
+            raw = item.data if scrubbed is data else orjson.dumps(scrubbed).decode()
+            out.append(encode_data(raw))
         return b"".join(out), None
 
     def _raise_inband(self, data: dict[str, Any]) -> None:
         error = inband_error(data)
         if error is not None:
-            raise self._redact.error(error)
+            raise self.redact.error(error)
 
     def _done(self) -> None:
         self.finished = True
@@ -257,7 +277,7 @@ class ChatStream:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             message = f"Upstream sent an event that is not JSON: {data[:80]!r}"
-            raise UpstreamBadResponse(self._redact(message)) from exc
+            raise UpstreamBadResponse(self.redact(message)) from exc
         if not isinstance(parsed, dict):
             raise UpstreamBadResponse("Upstream sent an event that is not a JSON object")
         return parsed
@@ -275,6 +295,12 @@ class ChatStream:
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnreachable(f"The upstream stream broke: {exc}") from exc
         now = time.perf_counter_ns()
+        self._received += len(data)
+        if self._received > self._max_bytes:
+            raise UpstreamBadResponse(
+                f"The upstream's stream passed {self._max_bytes} bytes "
+                "(GATEWAY_MAX_UPSTREAM_BYTES); it was cut off"
+            )
         if data:
             block = self._framer.feed(data)
         else:
