@@ -11,8 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from llm_gateway.emulator.schema_values import SchemaError, value_for
+from llm_gateway.emulator.schema_values import SchemaError, json_text, value_for
 
+# The schema of the security finding: 190 MB of JSON asked for, 78 s and 7 GB to make in full.
+HUGE: dict[str, Any] = {
+    "type": "array",
+    "minItems": 19000,
+    "items": {"type": "string", "minLength": 10000},
+}
 FORMATS = ["date", "date-time", "time", "email", "uri", "uuid", "hostname", "ipv4", "ipv6"]
 JSON_SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=8), st.floats(-1e6, 1e6)
@@ -172,6 +178,64 @@ def test_generated_arguments_validate_against_their_schema(
     assert_valid(schema, value)
 
 
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(schema=tool_parameters() | SCHEMAS, seed=st.integers(0, 2**32), data=st.data())
+def test_a_budget_cuts_the_text_exactly_where_the_whole_text_would_be_cut(
+    schema: dict[str, Any], seed: int, data: st.DataObject
+) -> None:
+    whole, complete = json_text(schema, random.Random(seed), 2**20)
+    assert complete
+    budget = data.draw(st.integers(0, len(whole) + 1), label="budget")
+    assert json_text(schema, random.Random(seed), budget) == (whole[:budget], budget >= len(whole))
+
+
+def test_an_item_drawn_again_for_uniqueness_does_not_spend_the_budget() -> None:
+    # "[1111,1111" is drawn on the way to "[1111,2]": cut at 7, the text must read "[1111,2".
+    schema = {"type": "array", "items": {"enum": [1111, 2]}, "uniqueItems": True, "minItems": 2}
+    for seed in range(30):
+        whole, _ = json_text(schema, random.Random(seed), 100)
+        for budget in range(len(whole) + 1):
+            cut = json_text(schema, random.Random(seed), budget)
+            assert cut == (whole[:budget], budget == len(whole))
+
+
+class CountingRandom(random.Random):
+    """Counts the words drawn (every word of a string is one `choice`)."""
+
+    draws = 0
+
+    def choice(self, seq: Any) -> Any:
+        self.draws += 1
+        return super().choice(seq)
+
+
+def test_a_value_larger_than_its_budget_costs_the_budget_not_the_schema() -> None:
+    rng = CountingRandom(0)
+    said, complete = json_text(HUGE, rng, 64)
+    assert not complete and len(said) == 64 and said.startswith('["')
+    assert rng.draws <= 10_000  # the words of one string, where the whole value takes 30 million
+
+
+def test_a_huge_schema_of_little_text_stops_at_the_work_cap() -> None:
+    # 2,000 objects of 10,000 optional properties, deep enough that none is filled in: 6,000
+    # characters of text, but 20 million properties to walk, without the cap.
+    properties = {f"p{number}": {"type": "string"} for number in range(10_000)}
+    schema: dict[str, Any] = {
+        "type": "array",
+        "minItems": 2000,
+        "items": {"properties": properties},
+    }
+    for _ in range(5):
+        schema = {"type": "array", "minItems": 1, "maxItems": 1, "items": schema}
+    said, complete = json_text(schema, random.Random(0), 8192)
+    assert not complete and said.startswith("[[[[[[{},{}") and len(said) < 1000
+
+
 class Node(BaseModel):
     """A recursive model: the generator must come to an end."""
 
@@ -223,6 +287,7 @@ def test_examples(schema: dict[str, Any], check: Any) -> None:
         {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]},
         {"$ref": "#/$defs/a", "$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}]}}},
         {"minItems": 30, "items": {"minItems": 30, "items": {"minItems": 30}}},  # 27,000 items
+        HUGE,  # longer than value_for's budget
     ],
 )
 def test_schemas_that_cannot_be_followed_raise(schema: dict[str, Any]) -> None:

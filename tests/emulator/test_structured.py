@@ -10,8 +10,13 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
+from llm_gateway.emulator import answers, options
+from llm_gateway.emulator.answers import MAX_REQUEST_TOKENS, PIECE_CHARS
+from llm_gateway.emulator.catalog import build_catalog
+from llm_gateway.emulator.options import Options
 from tests.emulator import events
 from tests.emulator.conftest import CHAT, chat_body
+from tests.emulator.test_schema_values import HUGE
 
 pytestmark = pytest.mark.anyio
 
@@ -79,6 +84,52 @@ async def test_max_tokens_cuts_json_like_a_real_model(client: httpx.AsyncClient)
     body = chat_body(response_format=JSON_SCHEMA, max_tokens=2)
     [choice] = (await client.post(CHAT, json=body)).json()["choices"]
     assert choice["finish_reason"] == "length" and len(choice["message"]["content"]) == 8
+
+
+async def test_a_cut_answer_is_the_start_of_the_whole_one(client: httpx.AsyncClient) -> None:
+    body = chat_body(response_format=JSON_SCHEMA, seed=4)
+    whole = await content_of(client, {**body, "max_tokens": 10**9})
+    assert whole == await content_of(client, body)
+    Invoice.model_validate_json(whole)
+    for max_tokens in (1, 5, (len(whole) - 1) // PIECE_CHARS):
+        response = await client.post(CHAT, json={**body, "max_tokens": max_tokens})
+        [choice] = response.json()["choices"]
+        assert choice["finish_reason"] == "length"
+        assert choice["message"]["content"] == whole[: max_tokens * PIECE_CHARS]
+
+
+async def test_a_huge_schema_is_cut_at_max_tokens_at_once(client: httpx.AsyncClient) -> None:
+    huge = {"type": "json_schema", "json_schema": {"name": "huge", "schema": HUGE}}
+    body = chat_body(response_format=huge, max_tokens=16, n=128)
+    response = await client.post(CHAT, json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["usage"]["completion_tokens"] == 128 * 16
+    for choice in answer["choices"]:
+        assert choice["finish_reason"] == "length"
+        assert len(choice["message"]["content"]) == 16 * PIECE_CHARS
+        assert choice["message"]["content"].startswith('["')
+    _, stream = await events.post(client, {**body, "n": 1})
+    assert len(events.text_of(stream)) == 16 * PIECE_CHARS
+
+
+def plan(body: dict[str, Any], max_tokens: int | None) -> answers.Plan:
+    entry = build_catalog(None)["emulator/fast"]
+    asked = options.parse(body)
+    assert isinstance(asked, Options)
+    messages = [{"role": "user", "content": "hello"}]
+    return answers.plan(entry, messages, asked, seed=0, request_seed=1, max_tokens=max_tokens)
+
+
+@pytest.mark.parametrize(("max_tokens", "n"), [(None, 1), (10**9, 128)])
+def test_a_request_says_at_most_max_request_tokens_whatever_max_tokens(
+    max_tokens: int | None, n: int
+) -> None:
+    huge = {"type": "json_schema", "json_schema": {"name": "huge", "schema": HUGE}}
+    planned = plan({"response_format": huge, "n": n}, max_tokens)
+    assert planned.finish_reason == "length"
+    assert planned.completion_tokens(planned.steps) == MAX_REQUEST_TOKENS
+    assert {len(choice.pieces) for choice in planned.choices} == {MAX_REQUEST_TOKENS // n}
 
 
 async def test_a_model_without_json_mode_ignores_response_format(

@@ -13,6 +13,7 @@ import pytest
 from llm_gateway.emulator.answers import PIECE_CHARS
 from tests.emulator import events
 from tests.emulator.conftest import CHAT, chat_body
+from tests.emulator.test_schema_values import HUGE
 
 pytestmark = pytest.mark.anyio
 
@@ -183,6 +184,22 @@ async def test_max_tokens_cuts_the_arguments(client: httpx.AsyncClient) -> None:
     assert choice["finish_reason"] == "length" and answer["usage"]["completion_tokens"] == 3
     [call] = choice["message"]["tool_calls"]
     assert len(call["function"]["arguments"]) == 2 * PIECE_CHARS
+
+
+async def test_huge_argument_schemas_are_cut_at_max_tokens_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    parameters = {"type": "object", "properties": {"lines": HUGE}, "required": ["lines"]}
+    huge = {"type": "function", "function": {"name": "huge", "parameters": parameters}}
+    body = chat_body(content="huge and get_time", tools=[huge, CLOCK], max_tokens=16, n=128)
+    answer = await complete(client, body)
+    assert answer["usage"]["completion_tokens"] == 128 * 16
+    for choice in answer["choices"]:
+        assert choice["finish_reason"] == "length"
+        [call] = choice["message"]["tool_calls"]  # get_time, after the cut, is not called
+        assert call["function"]["name"] == "huge"
+        assert call["function"]["arguments"].startswith('{"lines":["')
+        assert len(call["function"]["arguments"]) == 15 * PIECE_CHARS  # the call itself is one
 
 
 async def test_a_model_without_tool_use_answers_404(client: httpx.AsyncClient) -> None:

@@ -9,6 +9,14 @@ lasts as long as the longest.
 
 `stop` cuts a text answer before the first stop string. `max_tokens` cuts any answer, JSON and
 tool arguments included, with finish_reason `length`, as it would a real model's.
+
+Planning costs what the answer says, never what a schema asks for. A choice has at most
+`max_tokens` pieces and never more than `MAX_REQUEST_TOKENS` // `n`, whatever max_tokens says
+(so the choices of a request together stay within `MAX_REQUEST_TOKENS`); a longer answer is cut
+there with finish_reason `length`. JSON, a structured answer or a tool call's arguments, is
+generated against a budget of `PIECE_CHARS` characters per piece the choice has left and stops
+there (`schema_values.json_text`): a schema asking for a huge value quickly gives the same cut
+answer the whole value would have given.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from llm_gateway.emulator.catalog import CatalogEntry
 from llm_gateway.emulator.options import Options
 
 PIECE_CHARS = 4
+# Pieces a request's choices may have in all (2**18: 1 MiB of JSON), whatever max_tokens says.
+MAX_REQUEST_TOKENS = 2**18
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 PieceKind = Literal["reasoning", "content", "call", "arguments"]
@@ -116,23 +126,37 @@ def _choice(
     *,
     seed: int,
     request_seed: int | None,
-    max_tokens: int | None,
+    limit: int,
 ) -> Choice:
+    """Choice `index`, in at most `limit` pieces (cut there, finish_reason `length`)."""
     salt = f"choice:{index}" if index else ""
     rng = text.seeded(seed, request_seed, entry.id, messages, salt)
     words, reasoning = text.draft(entry, messages, rng)
     pieces = [Piece("reasoning", word) for word in words[:reasoning]]
     calls: list[ToolCall] = []
-    for number, tool in enumerate(tools.called(options, messages)):
+    called = tools.called(options, messages)
+    whole = True  # False once the answer is cut short of what it would say
+    for number, tool in enumerate(called):
+        if len(pieces) >= limit:
+            whole = False
+            break
         calls.append(ToolCall(tools.call_id(rng), tool.name))
         pieces.append(Piece("call", call=number))
-        arguments = _chop(tools.arguments(tool, rng))
-        pieces += [Piece("arguments", part, call=number) for part in arguments]
-    if not calls:
+        said, whole = tools.arguments(tool, rng, (limit - len(pieces)) * PIECE_CHARS)
+        pieces += [Piece("arguments", part, call=number) for part in _chop(said)]
+        if not whole:
+            break
+    if not called:
         if options.json:
-            content = _chop(tools.json_content(options, messages, rng))
+            said, whole = tools.json_content(
+                options, messages, rng, max(limit - len(pieces), 0) * PIECE_CHARS
+            )
+            content = _chop(said)
         else:
             content = _cut_at_stop(words[reasoning:], options.stop)
+            if len(pieces) + len(content) > limit:
+                del content[max(limit - len(pieces), 0) :]
+                whole = False
         if options.logprobs:
             scores = text.seeded(seed, request_seed, entry.id, messages, f"{salt}|logprobs")
             pieces += [
@@ -141,9 +165,9 @@ def _choice(
             ]
         else:
             pieces += [Piece("content", part) for part in content]
-    finish: FinishReason = "tool_calls" if calls else "stop"
-    if max_tokens is not None and len(pieces) > max_tokens:
-        del pieces[max_tokens:]
+    finish: FinishReason = "tool_calls" if called else "stop"
+    if not whole or len(pieces) > limit:
+        del pieces[limit:]
         finish = "length"
     return Choice(index, tuple(pieces), tuple(calls), finish, options.logprobs)
 
@@ -159,6 +183,9 @@ def plan(
 ) -> Plan:
     """Decide the completion of one request. Raises `schema_values.SchemaError` for a schema
     (of a tool or of response_format) that cannot be followed."""
+    limit = MAX_REQUEST_TOKENS // options.n
+    if max_tokens is not None:
+        limit = min(limit, max_tokens)
     choices = tuple(
         _choice(
             entry,
@@ -167,7 +194,7 @@ def plan(
             index,
             seed=seed,
             request_seed=request_seed,
-            max_tokens=max_tokens,
+            limit=limit,
         )
         for index in range(options.n)
     )

@@ -9,8 +9,19 @@ are taken to be disjoint), `allOf` (merged), `$ref` into `$defs`/`definitions`, 
 `not`, `if`/`then`/`else` and the `dependent*` keywords are ignored.
 
 Every choice comes from the caller's seeded rng, so a value is a function of schema and seed.
-Client schemas are untrusted: a broken `$ref` or a schema asking for a huge value raises
-`SchemaError` instead of hanging the server.
+
+Client schemas are untrusted, and the emulator answers inside the gateway's event loop, so the
+cost of a value is bounded by what the caller will use of it, never by what the schema asks for:
+`json_text` writes the compact JSON text as it goes, depth first, against a character budget,
+and stops as soon as the text outgrows it, answering with the text cut at the budget: exactly
+the start of the whole value's text, so cutting at max_tokens looks the same whether or not
+the rest was generated. A schema asking for `minItems: 10**9` strings of `minLength: 10000`
+thus costs about its budget in characters, not terabytes. The work besides the text (schema
+walked, items drawn again for `uniqueItems`) is capped too, at `_WORK_FACTOR` times the budget
+plus `_WORK_FLOOR`; a schema that needs more stops there, its text cut where it got to.
+
+A value that fits its budget but has more than `_MAX_VALUES` parts, a broken `$ref` or a
+`$ref` loop raises `SchemaError`.
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ from llm_gateway.emulator.text import VOCABULARY
 # recursive models (trees, linked lists) come to an end.
 _FULL_DEPTH = 6
 _FULL_VALUES = 1000
-# Hard limits against schemas that ask for absurd sizes (minItems: 10**9, deep minItems chains).
+# Hard limits against schemas that ask for absurd sizes (minItems: 10**9, deep minItems chains):
+# a value of more parts is refused (when its text fits the budget); minLength is capped.
 _MAX_VALUES = 20_000
 _MAX_STRING = 10_000
 _MAX_REF_HOPS = 32
@@ -38,6 +50,12 @@ _MAX_NESTING = 100  # schemas (and `$ref` loops) nested deeper would exhaust Pyt
 _UNIQUE_TRIES = 10
 _DEFAULT_SPAN = 100
 _MAX_OPEN_KEYS = 16
+# Work allowed per character of budget, plus a floor: characters written, those taken back
+# (see `_unique_items`) included, and schema entries walked (properties, branches, merges). Past
+# it generation stops as if the budget had run out, so a value of little text with a lot of
+# schema behind it (19,000 objects of 10,000 optional properties each) costs no more.
+_WORK_FACTOR = _UNIQUE_TRIES
+_WORK_FLOOR = 16_384
 
 
 class SchemaError(ValueError):
@@ -81,16 +99,6 @@ _FORMATS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Both schemas at once, as far as generation goes: properties and required add up."""
-    merged = {**base, **extra}
-    if isinstance(base.get("properties"), dict) and isinstance(extra.get("properties"), dict):
-        merged["properties"] = {**base["properties"], **extra["properties"]}
-    if isinstance(base.get("required"), list) and isinstance(extra.get("required"), list):
-        merged["required"] = [*base["required"], *extra["required"]]
-    return merged
-
-
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -105,29 +113,110 @@ def _as_number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def value_for(schema: Any, rng: random.Random) -> Any:
-    """A value valid against `schema` (a JSON Schema as parsed JSON), drawn from `rng`."""
-    return _Generator(schema, rng).value(schema, 0)
+def dumps(value: Any) -> str:
+    """Compact JSON, as a model writes it. Not orjson, which refuses integers past 64 bits (a
+    schema with `minimum: 1e30` asks for one)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_text(schema: Any, rng: random.Random, budget: int) -> tuple[str, bool]:
+    """The compact JSON text of a value valid against `schema` (a JSON Schema as parsed JSON),
+    drawn from `rng`, and True; or, when that text is longer than `budget` characters, its first
+    `budget` characters and False, at a cost of about `budget` characters of work. (A schema
+    needing more work than `_WORK_FACTOR` x `budget` + `_WORK_FLOOR` is cut where it got to.)"""
+    generator = _Generator(schema, rng, budget)
+    try:
+        generator.value(schema, 0)
+    except _OutOfBudget:
+        return generator.text()[:budget], False
+    return generator.text(), True
+
+
+def value_for(schema: Any, rng: random.Random, budget: int = 2**20) -> Any:
+    """The value `json_text` writes; `SchemaError` if its text is longer than `budget`."""
+    said, complete = json_text(schema, rng, budget)
+    if not complete:
+        raise SchemaError(f"the value is longer than {budget} characters")
+    return json.loads(said)
+
+
+_WRITTEN = object()  # what `_value` returns for a value it has written itself
+
+
+class _OutOfBudget(Exception):
+    """The text written has outgrown the budget: generation stops there."""
 
 
 class _Generator:
-    def __init__(self, root: Any, rng: random.Random) -> None:
+    """Writes a value's JSON text into `_out`, depth first, raising `_OutOfBudget` once it is
+    longer than the budget. The rng is drawn in the order the parts are written."""
+
+    def __init__(self, root: Any, rng: random.Random, budget: int) -> None:
         self._root = root
         self._rng = rng
         self._values = 0
         self._nesting = 0
+        self._limit = budget
+        self._out: list[str] = []
+        self._size = 0
+        # Everything written, taken back or not: items drawn again for uniqueItems add to it.
+        self._work = 0
+        self._max_work = _WORK_FACTOR * budget + _WORK_FLOOR
 
-    def value(self, schema: Any, depth: int) -> Any:
+    def text(self) -> str:
+        """What has been written so far."""
+        return "".join(self._out)
+
+    def _spend(self, work: int) -> None:
+        """Count `work` (characters written, or schema entries walked) against the cap."""
+        self._work += work
+        if self._work > self._max_work:
+            raise _OutOfBudget
+
+    def _write(self, part: str) -> None:
+        self._out.append(part)
+        self._size += len(part)
+        self._spend(len(part))
+        if self._size > self._limit:
+            raise _OutOfBudget
+
+    def _without(self, schema: dict[str, Any], keyword: str) -> dict[str, Any]:
+        self._spend(len(schema))
+        return {k: v for k, v in schema.items() if k != keyword}
+
+    def _merge(self, base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        """Both schemas at once, as far as generation goes: properties and required add up."""
+        self._spend(len(base) + len(extra))
+        merged = {**base, **extra}
+        if isinstance(base.get("properties"), dict) and isinstance(extra.get("properties"), dict):
+            self._spend(len(base["properties"]) + len(extra["properties"]))
+            merged["properties"] = {**base["properties"], **extra["properties"]}
+        if isinstance(base.get("required"), list) and isinstance(extra.get("required"), list):
+            self._spend(len(base["required"]) + len(extra["required"]))
+            merged["required"] = [*base["required"], *extra["required"]]
+        return merged
+
+    def _walked(self, value: Any) -> list[Any]:
+        """`value` if it is a list (of branches, say), counted as walked."""
+        walked = _list(value)
+        self._spend(len(walked))
+        return walked
+
+    def value(self, schema: Any, depth: int) -> None:
+        """Write a value of `schema`."""
         self._values += 1
         if self._values > _MAX_VALUES:
             raise SchemaError(f"the schema asks for a value of more than {_MAX_VALUES} parts")
         self._nesting += 1
         try:
-            return self._value(schema, depth)
+            scalar = self._value(schema, depth)
         finally:
             self._nesting -= 1
+        if scalar is not _WRITTEN:
+            self._write(dumps(scalar))
 
     def _value(self, schema: Any, depth: int) -> Any:
+        """The scalar to write, or `_WRITTEN` when the value has written itself."""
         if self._nesting > _MAX_NESTING:
             raise SchemaError(f"the schema nests more than {_MAX_NESTING} levels deep")
         if not isinstance(schema, dict):
@@ -139,21 +228,25 @@ class _Generator:
         if isinstance(enum, list) and enum:
             return self._rng.choice(enum)
         for keyword in ("anyOf", "oneOf"):
-            branches = [b for b in _list(schema.get(keyword)) if isinstance(b, dict)]
+            branches = [b for b in self._walked(schema.get(keyword)) if isinstance(b, dict)]
             if branches:
-                rest = {k: v for k, v in schema.items() if k != keyword}
-                return self.value(_merge(rest, self._branch(branches, depth)), depth)
-        parts = [part for part in _list(schema.get("allOf")) if isinstance(part, dict)]
+                rest = self._without(schema, keyword)
+                self.value(self._merge(rest, self._branch(branches, depth)), depth)
+                return _WRITTEN
+        parts = [part for part in self._walked(schema.get("allOf")) if isinstance(part, dict)]
         if parts:
-            merged = {k: v for k, v in schema.items() if k != "allOf"}
+            merged = self._without(schema, "allOf")
             for part in parts:
-                merged = _merge(merged, self._resolve(part))
-            return self.value(merged, depth)
+                merged = self._merge(merged, self._resolve(part))
+            self.value(merged, depth)
+            return _WRITTEN
         kind = self._type(schema, depth)
         if kind == "object":
-            return self._object(schema, depth)
+            self._object(schema, depth)
+            return _WRITTEN
         if kind == "array":
-            return self._array(schema, depth)
+            self._array(schema, depth)
+            return _WRITTEN
         if kind == "integer":
             return self._integer(schema)
         if kind == "number":
@@ -174,18 +267,19 @@ class _Generator:
             ref = schema.get("$ref")
             if ref is None:
                 return schema
-            rest = {k: v for k, v in schema.items() if k != "$ref"}
+            rest = self._without(schema, "$ref")
             target = self._pointer(ref)
             if not isinstance(target, dict):
                 if target is True:
                     return rest
                 raise SchemaError(f"$ref {ref!r} does not point at a schema")
-            schema = _merge(target, rest)
+            schema = self._merge(target, rest)
         raise SchemaError(f"more than {_MAX_REF_HOPS} $refs in a row (a $ref cycle?)")
 
     def _pointer(self, ref: Any) -> Any:
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise SchemaError(f"only local $refs ('#/...') are supported, got {ref!r}")
+        self._spend(len(ref))
         node = self._root
         for raw in ref[1:].split("/")[1:]:
             key = raw.replace("~1", "/").replace("~0", "~")
@@ -216,7 +310,9 @@ class _Generator:
         kind = schema.get("type")
         if isinstance(kind, str):
             return kind
-        if isinstance(kind, list) and (kinds := [k for k in kind if isinstance(k, str)]):
+        if isinstance(kind, list) and (
+            kinds := [k for k in self._walked(kind) if isinstance(k, str)]
+        ):
             if not self._full(depth) and "null" in kinds:
                 return "null"
             return self._rng.choice(kinds)
@@ -229,30 +325,39 @@ class _Generator:
             return "number"
         return "string"
 
-    def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+    def _member(self, keys: set[str], name: str, subschema: Any, depth: int) -> None:
+        self._write(("," if keys else "") + dumps(name) + ":")
+        keys.add(name)
+        self.value(subschema, depth)
+
+    def _object(self, schema: dict[str, Any], depth: int) -> None:
         rng, full = self._rng, self._full(depth)
         properties = schema.get("properties")
         properties = properties if isinstance(properties, dict) else {}
-        required = [name for name in _list(schema.get("required")) if isinstance(name, str)]
+        required = {
+            name: None for name in self._walked(schema.get("required")) if isinstance(name, str)
+        }
+        self._spend(len(properties))
         extra = schema.get("additionalProperties", True)
-        result: dict[str, Any] = {}
+        keys: set[str] = set()
+        self._write("{")
         for name, subschema in properties.items():
             if name in required or (full and rng.random() < 0.5):
-                result[name] = self.value(subschema, depth + 1)
+                self._member(keys, name, subschema, depth + 1)
         for name in required:
-            if name not in result:
-                result[name] = self.value(extra if isinstance(extra, dict) else True, depth + 1)
+            if name not in keys:
+                self._member(keys, name, extra if isinstance(extra, dict) else True, depth + 1)
         # An object with no declared properties is open: give it a few keys of its own.
         if "properties" not in schema and extra is not False and full:
             low = min(_as_int(schema.get("minProperties")) or 1, _MAX_OPEN_KEYS)
             high = min(_as_int(schema.get("maxProperties")) or low + 2, _MAX_OPEN_KEYS)
-            for _ in range(rng.randint(min(low, high), high) - len(result)):
+            for _ in range(rng.randint(min(low, high), high) - len(keys)):
                 key = _word(rng)
-                if key not in result:
-                    result[key] = self.value(extra if isinstance(extra, dict) else {}, depth + 1)
-        return result
+                if key not in keys:
+                    self._member(keys, key, extra if isinstance(extra, dict) else {}, depth + 1)
+        self._write("}")
 
-    def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
+    def _array(self, schema: dict[str, Any], depth: int) -> None:
         rng = self._rng
         low = max(_as_int(schema.get("minItems")) or 0, 0)
         high = _as_int(schema.get("maxItems"))
@@ -264,21 +369,49 @@ class _Generator:
         items = schema.get("items", True)
         if items is False:
             count = min(count, len(prefix))
-        unique = schema.get("uniqueItems") is True
-        result: list[Any] = []
+        self._write("[")
+        if schema.get("uniqueItems") is True:
+            self._unique_items(count, prefix, items, depth + 1)
+        else:
+            for position in range(count):
+                if position:
+                    self._write(",")
+                self.value(prefix[position] if position < len(prefix) else items, depth + 1)
+        self._write("]")
+
+    def _unique_items(self, count: int, prefix: list[Any], items: Any, depth: int) -> None:
+        """Items that differ as JSON values: an item equal to one before it is taken back (its
+        text unwritten) and drawn again, up to `_UNIQUE_TRIES` times, then the array ends.
+
+        An item no longer than the longest one before it may be a copy, to be taken back, so it
+        may run past the budget until that is known; the text cut at the budget is then still
+        the start of the whole value's text."""
         seen: set[str] = set()
+        longest = 0
         for position in range(count):
             subschema = prefix[position] if position < len(prefix) else items
-            for _ in range(_UNIQUE_TRIES if unique else 1):
-                item = self.value(subschema, depth + 1)
-                key = json.dumps(item, sort_keys=True)
+            for _ in range(_UNIQUE_TRIES):
+                mark, size, limit = len(self._out), self._size, self._limit
+                self._limit = max(limit, size + 1 + longest)
+                try:
+                    if position:
+                        self._write(",")
+                    start = len(self._out)
+                    self.value(subschema, depth)
+                finally:
+                    self._limit = limit
+                item = "".join(self._out[start:])
+                key = json.dumps(json.loads(item), sort_keys=True)
                 if key not in seen:
                     break
-            if unique and key in seen:
-                break  # the item schema allows no more distinct values
+                del self._out[mark:]
+                self._size = size
+            else:
+                return  # the item schema allows no more distinct values
             seen.add(key)
-            result.append(item)
-        return result
+            longest = max(longest, len(item))
+            if self._size > self._limit:
+                raise _OutOfBudget
 
     def _bounds(self, schema: dict[str, Any]) -> tuple[float | None, float | None, bool, bool]:
         """(low, high, low excluded, high excluded), for draft-4 and newer exclusive bounds."""

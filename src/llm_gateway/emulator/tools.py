@@ -22,7 +22,7 @@ import string
 from typing import Any
 
 from llm_gateway.emulator.options import Options, Tool
-from llm_gateway.emulator.schema_values import value_for
+from llm_gateway.emulator.schema_values import json_text
 from llm_gateway.emulator.text import content_text, last_user_text
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -30,12 +30,6 @@ _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 # Bounds on looking for a JSON Schema inside messages: prompts can be megabytes.
 _SCAN_CHARS = 200_000
 _SCAN_TRIES = 200
-
-
-def _dumps(value: Any) -> str:
-    # Compact like a model's output; not orjson, which refuses integers past 64 bits (a schema
-    # with `minimum: 1e30` asks for one).
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _called_since_user(messages: list[dict[str, Any]]) -> set[str]:
@@ -76,9 +70,10 @@ def call_id(rng: random.Random) -> str:
     return "call_" + "".join(rng.choices(_ID_ALPHABET, k=24))
 
 
-def arguments(tool: Tool, rng: random.Random) -> str:
-    """The JSON arguments of a call: a value of the tool's parameters schema."""
-    return _dumps(value_for(tool.parameters, rng))
+def arguments(tool: Tool, rng: random.Random, budget: int) -> tuple[str, bool]:
+    """The JSON arguments of a call, a value of the tool's parameters schema, and True; or their
+    first `budget` characters and False (see `schema_values.json_text`)."""
+    return json_text(tool.parameters, rng, budget)
 
 
 def _described_schema(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -104,8 +99,11 @@ def _described_schema(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def json_content(options: Options, messages: list[dict[str, Any]], rng: random.Random) -> str:
-    """The content of a JSON answer: an instance of the json_schema, or of a schema the
-    messages describe, or else an object with a few keys."""
+def json_content(
+    options: Options, messages: list[dict[str, Any]], rng: random.Random, budget: int
+) -> tuple[str, bool]:
+    """The content of a JSON answer, an instance of the json_schema, or of a schema the
+    messages describe, or else an object with a few keys; and whether it is whole (False: cut
+    at `budget` characters, see `schema_values.json_text`)."""
     schema = options.schema or _described_schema(messages) or _ANY_OBJECT
-    return _dumps(value_for(schema, rng))
+    return json_text(schema, rng, budget)
