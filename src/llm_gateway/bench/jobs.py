@@ -101,22 +101,29 @@ async def cancellable(run: RunDir, work: Callable[[], Awaitable[T]]) -> T | None
     (the run has ended as interrupted), else what `work` returned."""
     current = asyncio.current_task()
     assert current is not None
-    requested = False
+    issued = 0
 
     async def watch() -> None:
-        nonlocal requested
+        nonlocal issued
         while not await asyncio.to_thread(run.cancel_requested):
             await asyncio.sleep(CANCEL_POLL_S)
-        requested = True
-        current.cancel()
+        # Again until it lands: on Python 3.11 `asyncio.wait_for` (redis-py uses it to send a
+        # command) drops a cancellation that arrives as the awaited thing completes.
+        while True:
+            issued += 1
+            current.cancel()
+            await asyncio.sleep(CANCEL_POLL_S)
 
     watcher = asyncio.create_task(watch(), name=f"cancel-watch-{run.id}")
     try:
         return await work()
     except asyncio.CancelledError:
-        if requested and current.uncancel() == 0:
-            logger.info("benchmark %s stopped: cancelled on request", run.id)
-            return None
+        if issued:
+            for _ in range(issued):
+                current.uncancel()
+            if current.cancelling() == 0:  # no one else (a shutdown, say) asked as well
+                logger.info("benchmark %s stopped: cancelled on request", run.id)
+                return None
         raise
     finally:
         watcher.cancel()

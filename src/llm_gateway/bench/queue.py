@@ -34,7 +34,7 @@ from typing import Any
 
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
-from saq import Worker
+from saq import Queue, Worker
 from saq.job import Status
 from saq.queue.redis import RedisQueue
 
@@ -45,6 +45,9 @@ from llm_gateway.errors import SharedStateUnavailable, TooManyJobs
 from llm_gateway.shared.redis import REDIS_FAILURES, RedisLink
 
 logger = logging.getLogger("llm_gateway.bench")
+# SAQ's own INFO and WARNING lines (each job processed, tasks cancelled on shutdown) would go
+# to stderr outside the gateway's log; its errors still do.
+logging.getLogger("saq").setLevel(logging.ERROR)
 
 JOB = "benchmark"
 SLOT_POLL_S = 0.5
@@ -58,7 +61,9 @@ _UNAVAILABLE = (
 
 class _Queue(RedisQueue):
     """SAQ's Redis queue, quiet while Redis is down (the link logs that once): its worker's
-    loops would otherwise spin and log a traceback a second."""
+    loops would otherwise spin and log a traceback a second. Waiting on a job's status polls
+    (SAQ's generic way) instead of a pub/sub connection whose reader loops, logging, when
+    Redis goes away."""
 
     def __init__(self, link: RedisLink, name: str) -> None:
         super().__init__(link.make_client(_DEQUEUE_WAIT_S + 2 * link.timeout), name=name)
@@ -89,6 +94,15 @@ class _Queue(RedisQueue):
         if self.link.healthy:
             with contextlib.suppress(*REDIS_FAILURES):
                 await super().write_worker_info(worker_id, info, ttl)
+
+    async def listen(
+        self,
+        job_keys: Any,
+        callback: Any,
+        timeout: float | None = 10,
+        poll_interval: float = 0.5,
+    ) -> None:
+        await Queue.listen(self, job_keys, callback, timeout, poll_interval)
 
     async def jobs(self, job_keys: Any) -> list[Any]:
         if not self.link.healthy:
@@ -190,8 +204,9 @@ class RedisJobs:
                 name, timeout=self._ttl, blocking=False, thread_local=False
             )
             try:
-                if await lock.acquire(token=token):
-                    return lock
+                async with asyncio.timeout(self._link.timeout):
+                    if await lock.acquire(token=token):
+                        return lock
             except REDIS_FAILURES as exc:
                 self._link.failed(exc, "taking a benchmark slot")
                 return None
@@ -248,7 +263,8 @@ class RedisJobs:
             self._admit_name, timeout=10, blocking_timeout=2, thread_local=False
         )
         try:
-            held = await lock.acquire()
+            async with asyncio.timeout(2 + self._link.timeout):
+                held = await lock.acquire()
         except REDIS_FAILURES as exc:
             self._link.failed(exc, "admitting a benchmark job")
             raise SharedStateUnavailable(_UNAVAILABLE) from None
@@ -263,7 +279,8 @@ class RedisJobs:
             yield _Admission(self)
         finally:
             with contextlib.suppress(*_LOCK_FAILURES):
-                await lock.release()
+                async with asyncio.timeout(self._link.timeout):
+                    await lock.release()
 
     async def _enqueue(self, run: RunDir, spec: JobSpec) -> None:
         try:
@@ -337,6 +354,7 @@ class RedisJobs:
                 await asyncio.sleep(SLOT_POLL_S)
             started = True
             self._changed(running=1, queued=-1)
+            logger.info("benchmark %s running in process %d", run_id, os.getpid())
             keeper = asyncio.create_task(self._keep(slot, beat))
             try:
                 await self._execute(run, job_spec)

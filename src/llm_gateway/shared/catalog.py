@@ -145,7 +145,8 @@ class RedisCatalogStore:
         )
         held = False
         try:
-            held = await lock.acquire()  # False after lock_wait: go ahead without it
+            async with asyncio.timeout(self._lock_wait + self._link.timeout):
+                held = await lock.acquire()  # False after lock_wait: go ahead without it
         except REDIS_FAILURES as exc:
             self._link.failed(exc, "locking the model catalogue")
         try:
@@ -153,4 +154,5 @@ class RedisCatalogStore:
         finally:
             if held:
                 with contextlib.suppress(LockError, *REDIS_FAILURES):
-                    await lock.release()
+                    async with asyncio.timeout(self._link.timeout):
+                        await lock.release()

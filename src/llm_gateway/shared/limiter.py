@@ -196,12 +196,13 @@ class RedisInboundLimiter(InboundLimiter):
             now_ms = int(now * 1000)
             lease = (now_ms, now_ms + int(LEASE_S * 1000), self.concurrent, lease_id)
             lease_reply = batch.evalsha(self._lease_sha, (lease_key,), lease)
-        try:
-            rate_ok = bool(await rate_reply) if rate_reply is not None else True
-            leased = bool(await lease_reply) if lease_reply is not None else False
-        except REDIS_FAILURES:
+        replies = [r for r in (rate_reply, lease_reply) if r is not None]
+        results = await asyncio.gather(*replies, return_exceptions=True)
+        if any(isinstance(r, BaseException) for r in results):
             # The link is marked down (and says so, once); this call is counted here instead.
             return self._acquire_here(identity)
+        rate_ok = bool(results[0]) if rate_reply is not None else True
+        leased = bool(results[-1]) if lease_reply is not None else False
         if not rate_ok:
             if leased:
                 self._drop(lease_key, lease_id)

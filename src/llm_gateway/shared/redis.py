@@ -45,16 +45,20 @@ class RedisLink:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
-        self.client = self.make_client(timeout)
+        # No socket timeout on this client: every call is bounded by an `asyncio.timeout` of
+        # ours instead. redis-py sends with `asyncio.wait_for` when it has one, and on Python
+        # 3.11 that can swallow the cancellation of the request waiting on it.
+        self.client = self.make_client(None)
         self.healthy = False
         self._down_since: float | None = None
         self._watch: asyncio.Task[None] | None = None
         self._on_up: list[Callable[[], Awaitable[None]]] = []
         self.batch = Batcher(self)
 
-    def make_client(self, read_timeout: float) -> aioredis.Redis:
+    def make_client(self, read_timeout: float | None) -> aioredis.Redis:
         """A client of this Redis whose reads may take `read_timeout` (a blocking pop's wait,
-        say); connecting is bounded by the link's timeout. redis-py's retries are off."""
+        say; None: bounded by the caller); connecting is bounded by the link's timeout.
+        redis-py's retries are off."""
         return aioredis.Redis.from_url(
             self.url,
             socket_timeout=read_timeout,
