@@ -192,14 +192,21 @@ class RetryPolicy:
         if remaining <= 0:
             return
         if wait.quota or remaining > self.budget - (time.monotonic() - started):
-            kind = UpstreamQuotaExhausted if wait.quota else UpstreamRateLimited
-            error = kind(
+            # Not the upstream's own message (it may carry what redaction removes later, and
+            # a wait can come from another replica): what kind of limit, and until when.
+            if wait.quota:
+                raise UpstreamQuotaExhausted(
+                    f"Upstream daily quota exhausted (per-day) for {name}, as the upstream said "
+                    f"to this gateway or another replica; not calling it again for "
+                    f"{remaining:.0f}s",
+                    retry_after=remaining,
+                )
+            raise UpstreamRateLimited(
                 f"Upstream rate limit: the upstream asked to wait {remaining:.1f}s more for "
                 f"{name} (a 429 this gateway or another replica received); not calling it "
                 "again before then",
                 retry_after=remaining,
             )
-            raise error
         logger.info("waiting %.2fs before calling %s: the upstream asked for it", remaining, name)
         await self.sleep(remaining)
 
