@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = True) -> Fast
         # What the lifespan logs, and the tasks it starts, go to this app's log.
         token = current_sink.set(sink)
         try:
-            async with open_runtime(settings, metrics) as runtime:
+            async with open_runtime(settings, metrics, serving=True) as runtime:
                 app.state.runtime = runtime
                 if runtime.upstream == "emulator" and banner:
                     emulator_banner(runtime.upstream_url)

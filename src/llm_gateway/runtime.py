@@ -94,10 +94,15 @@ def build_client(
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, metrics: GatewayMetrics | None = None
+    settings: Settings, metrics: GatewayMetrics | None = None, *, serving: bool = False
 ) -> AsyncIterator[Runtime]:
-    """Everything a gateway needs to serve requests; closed when the block ends."""
+    """Everything a gateway needs to serve requests; closed when the block ends.
+
+    Only a server (`serving`) joins the shared state of GATEWAY_REDIS_URL: a command-line run
+    is one short process, which must not take benchmark jobs from the cluster's queue."""
     mode = settings.resolved_upstream()
+    if not serving and settings.redis_url is not None:
+        settings = settings.model_copy(update={"redis_url": None})
     async with AsyncExitStack() as stack:
         if mode == "emulator" and settings.emulator_url is not None:
             url, key = f"{settings.emulator_url}/api/v1", EMULATOR_KEY  # `serve --workers`'
