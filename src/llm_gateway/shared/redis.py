@@ -8,10 +8,10 @@ batcher that sends the calls of one event-loop turn in one pipelined round trip.
   (a WARNING when it goes, an INFO line when it is back), never a traceback per request.
   While it is down, each user of the shared state does what docs/scale-out.md says (local
   limits, local catalogue, no new jobs) without trying Redis first.
-- `Batcher` queues calls made during one turn of the event loop and sends them together in
-  one pipeline: at 64 concurrent requests, one round trip serves all the limiter checks of a
-  turn instead of one each (redis-py spends ~30 us of CPU per round trip; batched, ~5 us per
-  call).
+- `Batcher` sends calls in batches, pipelined on one connection of its own: the calls made
+  while a batch is on its way go together in the next one. At 64 concurrent requests one round
+  trip serves many limiter checks instead of one each (redis-py spends ~30 us of CPU per round
+  trip; batched, a few us per call).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 logger = logging.getLogger("llm_gateway.shared")
 
@@ -84,6 +84,7 @@ class RedisLink:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        await self.batch.close()
         await self.client.aclose()
 
     def failed(self, exc: BaseException, what: str) -> None:
@@ -127,78 +128,105 @@ class RedisLink:
             await self._ping()
 
 
-Step = Callable[[Pipeline], Any]
+Command = tuple[Any, ...]
 
 
 class Batcher:
-    """Calls queued during one event-loop turn go to Redis together, in one pipeline.
+    """Calls queued while the previous batch is on its way go to Redis together, pipelined on
+    one connection of their own.
 
-    `call(step)` queues `step(pipeline)` (which adds one command) and returns a future of its
-    reply; `fire(step)` queues it and forgets the reply. A reply that is an error (a script
-    Redis has not loaded yet, say) is that future's exception; a failed round trip fails them
-    all, and marks Redis down.
+    `call(command)` queues one Redis command (a tuple of its words) and returns a future of
+    its reply; `fire(command)` queues it and forgets the reply, and does not send a batch by
+    itself: it goes with the next batch, or within `FIRE_DELAY_S`. A reply that is an error
+    (a script Redis has not loaded yet, say) is that future's exception; a failed round trip
+    fails them all, and marks Redis down.
+
+    One connection, one batch in flight: at high concurrency, the calls that arrive during a
+    round trip all go in the next one, so the cost per call falls as the load rises; and no
+    connection-pool bookkeeping (a health-check read per checkout) is paid per batch.
     """
+
+    FIRE_DELAY_S = 0.005
 
     def __init__(self, link: RedisLink) -> None:
         self._link = link
-        self._pending: list[tuple[Step, asyncio.Future[Any] | None]] = []
+        self._pending: list[tuple[Command, asyncio.Future[Any] | None]] = []
         self._scripts: dict[str, str | bytes] = {}  # sha -> source, for loading on NOSCRIPT
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._flushing: asyncio.Task[None] | None = None
+        self._waiting = 0  # pending calls whose caller waits for the reply
+        self._timer: asyncio.TimerHandle | None = None
+        self._connection: Connection | None = None
 
     def script(self, source: str | bytes) -> str:
-        """Register a Lua script; its SHA1 is what `evalsha` steps send."""
+        """Register a Lua script; its SHA1 is what `evalsha` calls send."""
         sha = self._link.client.register_script(source).sha
         self._scripts[sha] = source
         return sha
 
-    def call(self, step: Step) -> asyncio.Future[Any]:
+    def call(self, command: Command) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue(step, future)
+        self._pending.append((command, future))
+        self._waiting += 1
+        self._kick()
         return future
 
-    def fire(self, step: Step) -> None:
-        self._queue(step, None)
+    def fire(self, command: Command) -> None:
+        self._pending.append((command, None))
+        if self._timer is None and self._flushing is None:
+            self._timer = asyncio.get_running_loop().call_later(self.FIRE_DELAY_S, self._kick)
 
-    def evalsha(
-        self, sha: str, keys: Sequence[str], args: Sequence[Any], *, wait: bool = True
-    ) -> asyncio.Future[Any] | None:
-        def step(pipe: Pipeline) -> Any:
-            return pipe.evalsha(sha, len(keys), *keys, *args)
+    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        return self.call(("EVALSHA", sha, len(keys), *keys, *args))
 
-        if wait:
-            return self.call(step)
-        self.fire(step)
-        return None
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
+        await self._drop_connection()
 
-    def _queue(self, step: Step, future: asyncio.Future[Any] | None) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        self._pending.append((step, future))
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is None and self._pending:
+            self._flushing = asyncio.ensure_future(self._flush_all())
 
-    def _start_flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._flush(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                self._waiting = 0
+                await self._flush(batch)
+                if not self._waiting:  # only fire-and-forget left: they can wait a little
+                    break
+        finally:
+            self._flushing = None
+            if self._pending and self._timer is None:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(self.FIRE_DELAY_S, self._kick)
 
-    async def _flush(self, batch: list[tuple[Step, asyncio.Future[Any] | None]]) -> None:
+    async def _flush(self, batch: list[tuple[Command, asyncio.Future[Any] | None]]) -> None:
         try:
             async with asyncio.timeout(self._link.timeout):
-                replies = await self._send(batch)
+                replies = await self._send([command for command, _ in batch])
                 missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
                 if missing:  # a restarted Redis has forgotten the scripts: load, send again
-                    for source in self._scripts.values():
-                        await self._link.client.script_load(source)
-                    again = await self._send([batch[i] for i in missing])
+                    await self._send([("SCRIPT", "LOAD", s) for s in self._scripts.values()])
+                    again = await self._send([batch[i][0] for i in missing])
                     for i, reply in zip(missing, again, strict=True):
                         replies[i] = reply
         except REDIS_FAILURES as exc:
+            await self._drop_connection()
             self._link.failed(exc, "pipeline")
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_exception(exc)
             return
         except asyncio.CancelledError:
+            await self._drop_connection()
             for _, future in batch:
                 if future is not None and not future.done():
                     future.cancel()
@@ -211,8 +239,23 @@ class Batcher:
             else:
                 future.set_result(reply)
 
-    async def _send(self, batch: list[tuple[Step, asyncio.Future[Any] | None]]) -> list[Any]:
-        pipe = self._link.client.pipeline(transaction=False)
-        for step, _ in batch:
-            step(pipe)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _send(self, commands: list[Command]) -> list[Any]:
+        connection = self._connection
+        if connection is None:
+            connection = self._link.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            await connection.connect()
+            self._connection = connection
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # that command's error; the rest still come
+                replies.append(error)
+        return replies
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*REDIS_FAILURES):
+                await connection.disconnect(nowait=True)
