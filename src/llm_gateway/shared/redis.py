@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -52,7 +52,6 @@ class RedisLink:
         self.healthy = False
         self._down_since: float | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._on_up: list[Callable[[], Awaitable[None]]] = []
         self.batch = Batcher(self)
 
     def make_client(self, read_timeout: float | None) -> aioredis.Redis:
@@ -69,10 +68,6 @@ class RedisLink:
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
-
-    def on_up(self, callback: Callable[[], Awaitable[None]]) -> None:
-        """Run `callback` each time Redis becomes reachable (at start-up too)."""
-        self._on_up.append(callback)
 
     async def start(self) -> None:
         """Ping once (a down Redis is logged, not fatal), then keep watching."""
@@ -115,12 +110,6 @@ class RedisLink:
                 )
             self._down_since = None
             self.healthy = True
-            for callback in self._on_up:
-                try:
-                    await callback()
-                except REDIS_FAILURES as exc:
-                    self.failed(exc, "resync")
-                    return
 
     async def _watch_forever(self) -> None:
         while True:
