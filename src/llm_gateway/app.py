@@ -109,7 +109,14 @@ def create_app(settings: Settings | None = None, *, banner: bool = True) -> Fast
             allow_origins=settings.cors_origin_list(),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Upstream-Attempts", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-Upstream-Attempts",
+                "Retry-After",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
         )
     app.add_middleware(
         BrowserGuard,
