@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tests.services import gateway_process, wait_for
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+ \[[^\]\s]+\] \S"
 )
-REQUESTS = 40
+BATCH = 20
 
 
 def _children(pid: int) -> list[int]:
@@ -40,15 +41,30 @@ def test_two_workers_are_one_server(tmp_path: Path) -> None:
         "GATEWAY_SHUTDOWN_GRACE": "1",
     }
     body = {"prompt": "hi", "model": "emulator/fast", "max_tokens": 5}
+    log_path = tmp_path / "logs" / "server_logs.txt"
+
+    def log() -> str:
+        return log_path.read_text() if log_path.exists() else ""
+
+    def served_by() -> set[str]:
+        """The request-id prefixes in the access lines: one per worker."""
+        return set(re.findall(r"\[([0-9a-f]{16})[0-9a-f]{16}\] POST /generate", log()))
+
     with gateway_process(env, workers=2, log=tmp_path / "out.txt") as (url, supervisor):
         workers = _children(supervisor.pid)
-        with ThreadPoolExecutor(8) as pool:  # a new connection each: both workers accept
-            answers = list(
-                pool.map(lambda _: httpx.post(url + "/generate", json=body), range(REQUESTS))
-            )
-        assert [a.status_code for a in answers] == [200] * REQUESTS
+        wait_for(lambda: log().count("serving upstream") == 2, timeout=20, what="both workers")
+        sent = 0
+        with ThreadPoolExecutor(8) as pool:  # a new connection each: either worker accepts it
+            while len(served_by()) < 2 and sent < 10 * BATCH:
+                answers = list(
+                    pool.map(lambda _: httpx.post(url + "/generate", json=body), range(BATCH))
+                )
+                assert [a.status_code for a in answers] == [200] * BATCH
+                sent += BATCH
+                time.sleep(0.1)  # the access lines reach the file in batches
+        assert len(served_by()) == 2  # both workers served
         labels = 'method="POST",route="/generate",status="200"'
-        expected = f"llm_gateway_requests_total{{{labels}}} {REQUESTS}.0"
+        expected = f"llm_gateway_requests_total{{{labels}}} {sent}.0"
         scrapes = [httpx.get(url + "/metrics").text for _ in range(6)]
         assert all(expected in scrape for scrape in scrapes)  # whichever worker answers
         signposts = {httpx.get(url + "/").json()["upstream_url"] for _ in range(6)}
@@ -58,17 +74,14 @@ def test_two_workers_are_one_server(tmp_path: Path) -> None:
     wait_for(
         lambda: not any(Path(f"/proc/{p}").exists() for p in workers), timeout=5, what="workers"
     )
-    log = (tmp_path / "logs" / "server_logs.txt").read_text()
-    lines = log.splitlines()
+    text = log()
+    lines = text.splitlines()
     assert all(LINE.match(line) for line in lines), [x for x in lines if not LINE.match(x)][:3]
     access = [line for line in lines if "POST /generate handler=generate status=200" in line]
-    assert len(access) == REQUESTS
-    # Request ids start with a prefix of their own per worker: both served.
-    prefixes = {re.search(r"\[([0-9a-f]{16})", line).group(1) for line in access}  # type: ignore[union-attr]
-    assert len(prefixes) == 2
-    assert log.count("NO OPENROUTER_API_KEY SET") == 1
-    assert log.count("serving upstream emulator") == 2  # each worker's start-up line
-    assert "llm-gateway stopped (2 workers)" in log
+    assert len(access) == sent  # every worker's every line, whole
+    assert text.count("NO OPENROUTER_API_KEY SET") == 1
+    assert text.count("serving upstream emulator") == 2  # each worker's start-up line
+    assert "llm-gateway stopped (2 workers)" in text
 
 
 _WRITER = textwrap.dedent(
