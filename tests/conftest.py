@@ -16,6 +16,7 @@ from llm_gateway.app import create_app
 from llm_gateway.config import Settings
 from llm_gateway.emulator import Emulator, EmulatorConfig
 from tests.servers import serve
+from tests.services import RedisServer
 
 # The installed `llm-gateway` command, next to the interpreter running the tests.
 CLI = str(Path(sys.executable).with_name("llm-gateway"))
@@ -136,6 +137,24 @@ def read_log(path: Path, *, waiting_for: str, count: int = 1) -> str:
 @pytest.fixture
 def log_file(tmp_path: Path) -> Path:
     return tmp_path / "logs" / "server_logs.txt"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real `redis-server` for the session (Debian's package), on a free loopback port."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test (and running, should a test have stopped it)."""
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

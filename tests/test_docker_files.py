@@ -129,16 +129,16 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def service() -> dict[str, Any]:
+def service(name: str = "gateway") -> dict[str, Any]:
     services = compose()["services"]
-    assert list(services) == ["gateway"]
-    gateway = services["gateway"]
-    assert isinstance(gateway, dict)
-    return gateway
+    assert set(services) == {"gateway", "redis", "replica", "lb"}
+    found = services[name]
+    assert isinstance(found, dict)
+    return found
 
 
-def compose_env() -> dict[str, str]:
-    environment = service()["environment"]
+def compose_env(name: str = "gateway") -> dict[str, str]:
+    environment = service(name)["environment"]
     if isinstance(environment, list):  # the `- KEY=value` form
         environment = dict(item.partition("=")[::2] for item in environment)
     return {str(k): str(v) for k, v in environment.items()}
@@ -320,23 +320,50 @@ def test_what_the_image_copies_is_in_the_build_context() -> None:
 
 def test_compose_builds_the_gateway_and_serves_openrouter() -> None:
     gateway = service()
+    assert "profiles" not in gateway  # `docker compose up` runs the one gateway
     assert gateway["build"] == "."
     assert compose_env()["GATEWAY_UPSTREAM"] == "openrouter"
     assert gateway["restart"] == "unless-stopped"
     assert "8000:8000" in [str(port) for port in gateway["ports"]]
 
 
+@pytest.mark.parametrize("service_name", ["gateway", "replica"])
 @pytest.mark.parametrize("name", ["OPENROUTER_API_KEY", "GATEWAY_API_KEYS"])
-def test_compose_takes_keys_from_the_environment_and_requires_them(name: str) -> None:
+def test_compose_takes_keys_from_the_environment_and_requires_them(
+    name: str, service_name: str
+) -> None:
     # `${NAME:?message}`: compose stops with the message when the variable is unset or empty.
-    assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", compose_env()[name])
+    assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", compose_env(service_name)[name])
 
 
 def test_compose_holds_no_key_literal() -> None:
     assert not KEY_LITERAL.search((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    for name, value in compose_env().items():
-        if SECRET_NAME.search(name):
-            assert value.startswith("${"), name
+    for service_name in ("gateway", "replica"):
+        for name, value in compose_env(service_name).items():
+            if SECRET_NAME.search(name):
+                assert value.startswith("${"), name
+
+
+def test_the_scaled_profile_runs_replicas_with_workers_on_one_redis_behind_nginx() -> None:
+    redis, replica, lb = service("redis"), service("replica"), service("lb")
+    assert redis["profiles"] == replica["profiles"] == lb["profiles"] == ["scaled"]
+    assert redis["image"].startswith("redis:")
+    assert replica["build"] == "." and replica["deploy"]["replicas"] >= 2
+    replica_env = compose_env("replica")
+    assert replica_env["GATEWAY_UPSTREAM"] == "openrouter"
+    assert int(replica_env["GATEWAY_WORKERS"]) >= 2
+    assert replica_env["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
+    assert "redis" in replica["depends_on"]
+    # Run files on the volume every replica shares; no port of its own (nginx is the way in).
+    mounts = dict(str(v).split(":", 1)[::-1] for v in replica["volumes"])
+    assert mounts[env()["GATEWAY_BENCHMARKS_DIR"]] == "benchmarks"
+    assert "ports" not in replica
+    grace = float(replica_env["GATEWAY_SHUTDOWN_GRACE"])
+    assert duration_seconds(str(replica["stop_grace_period"])) > grace
+    assert lb["image"].startswith("nginx:") and "8080:8080" in lb["ports"]
+    conf_mount = next(v for v in lb["volumes"] if v.endswith(":/etc/nginx/nginx.conf:ro"))
+    conf = (ROOT / conf_mount.split(":")[0]).read_text(encoding="utf-8")
+    assert "server replica:8000;" in conf and "proxy_buffering off;" in conf
 
 
 def test_compose_mounts_named_volumes_where_the_image_writes() -> None:

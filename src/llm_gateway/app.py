@@ -20,6 +20,7 @@ from llm_gateway.disconnect import CancelOnDisconnect
 from llm_gateway.limits import BodyLimitMiddleware
 from llm_gateway.logging import AccessLogMiddleware, LogSink, current_sink
 from llm_gateway.metrics import GatewayMetrics, MetricsMiddleware
+from llm_gateway.ratelimit import InboundLimitMiddleware
 from llm_gateway.redaction import Redactor
 from llm_gateway.runtime import open_runtime
 from llm_gateway.schemas.errors import ErrorResponse
@@ -31,8 +32,10 @@ logger = logging.getLogger("llm_gateway")
 HOT_ROUTES = (generate.ROUTE, openai.CHAT_ROUTE)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the gateway. Settings come from the environment and `.env` unless given."""
+def create_app(settings: Settings | None = None, *, banner: bool = True) -> FastAPI:
+    """Build the gateway. Settings come from the environment and `.env` unless given.
+    `banner=False`: the emulator banner is someone else's to show (the supervisor of
+    `serve --workers N` shows it once for all its workers)."""
     settings = settings if settings is not None else Settings()
     mode = settings.resolved_upstream()  # fails fast on an impossible configuration
     inbound = settings.inbound_keys()
@@ -45,16 +48,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What the lifespan logs, and the tasks it starts, go to this app's log.
         token = current_sink.set(sink)
         try:
-            async with open_runtime(settings, metrics) as runtime:
+            async with open_runtime(settings, metrics, serving=True) as runtime:
                 app.state.runtime = runtime
-                if runtime.upstream == "emulator":
-                    _emulator_banner(runtime.upstream_url)
+                if runtime.upstream == "emulator" and banner:
+                    emulator_banner(runtime.upstream_url)
                 logger.info(
-                    "llm-gateway %s serving upstream %s (%s); inbound keys %s; log file %s",
+                    "llm-gateway %s serving upstream %s (%s); inbound keys %s; shared state "
+                    "%s; log file %s",
                     __version__,
                     runtime.upstream,
                     runtime.upstream_url,
                     f"required ({len(inbound)})" if inbound else "not required",
+                    runtime.shared.state,
                     sink.path,
                 )
                 # Everything built so far (FastAPI, pydantic, the OpenAPI schema, aiohttp) lives
@@ -86,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app, HOT_ROUTES)
     error_handlers.install(app)
     # Added innermost first: access log -> metrics -> disconnect watch -> browser guard ->
-    # CORS -> keys -> body limit -> hot routes -> FastAPI's router.
+    # CORS -> keys -> inbound limits -> body limit -> hot routes -> FastAPI's router.
     admission = Admission(settings.max_in_flight, metrics)
     app.add_middleware(HotRoutes, routes=HOT_ROUTES, admission=admission)
     app.add_middleware(
@@ -94,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
+    if settings.rate_limit or settings.max_concurrent_per_key:
+        app.add_middleware(InboundLimitMiddleware, keys=inbound)
     if inbound:
         app.add_middleware(InboundAuthMiddleware, keys=inbound)
     elif not settings.allow_open:
@@ -104,7 +111,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origin_list(),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Upstream-Attempts", "Retry-After"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-Upstream-Attempts",
+                "Retry-After",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
         )
     app.add_middleware(
         BrowserGuard,
@@ -121,8 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _emulator_banner(url: str) -> None:
-    # One record per line: the log keeps every record on a single line.
+def emulator_banner(url: str) -> None:
+    """The loud notice that answers are the emulator's. One record per line: the log keeps
+    every record on a single line."""
     rule = "=" * 78
     for line in (
         rule,

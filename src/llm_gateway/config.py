@@ -89,8 +89,21 @@ class Settings(BaseSettings):
     bench_keep_runs: int = Field(default=200, ge=1)
     bench_max_bytes: int = Field(default=1024**3, ge=1)
 
+    bench_stale_after: float = Field(default=30.0, ge=1)
+
     emulator_seed: int = 0
     emulator_time_scale: float = Field(default=1.0, ge=0)
+    # An emulator already running, for the workers of `serve --workers N` to share (the
+    # supervisor sets it); empty: the gateway starts its own when it serves the emulator.
+    emulator_url: str | None = None
+
+    # Many workers, many replicas (docs/scale-out.md).
+    workers: int = Field(default=1, ge=1, le=64)
+    redis_url: SecretStr | None = None
+    redis_prefix: str = Field(default="llm-gateway", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    redis_timeout: float = Field(default=0.25, gt=0, le=10)
+    rate_limit: str | None = None
+    max_concurrent_per_key: int | None = Field(default=None, ge=1)
 
     @field_validator("upstream_url")
     @classmethod
@@ -104,6 +117,42 @@ class Settings(BaseSettings):
                 "must not hold credentials (user:password@); put the key in OPENROUTER_API_KEY"
             )
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from limits import parse_many  # imported here: settings must load fast
+
+        try:
+            items = parse_many(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write it like 60/minute or 10/second"
+            ) from exc
+        if len(items) != 1:
+            raise ValueError("give one rate limit, like 60/minute")
+        return value.strip()
+
+    @field_validator("max_concurrent_per_key", mode="before")
+    @classmethod
+    def _blank_is_no_limit(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("emulator_url")
+    @classmethod
+    def _blank_url_is_none(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value and value.strip() else None
 
     @field_validator("openrouter_api_key")
     @classmethod
@@ -130,7 +179,20 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """What must never leave the process: the upstream key and the inbound keys."""
         key = self.openrouter_api_key
-        return [*([key.get_secret_value()] if key else []), *self.inbound_keys()]
+        redis_password = self.redis_password()
+        return [
+            *([key.get_secret_value()] if key else []),
+            *self.inbound_keys(),
+            *([redis_password] if redis_password else []),
+        ]
+
+    def redis_password(self) -> str | None:
+        """The password in GATEWAY_REDIS_URL, if it has one (redacted like a key)."""
+        if self.redis_url is None:
+            return None
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.redis_url.get_secret_value()).password or None
 
     def allowed_host_list(self) -> list[str] | None:
         """`Host` names served besides loopback ones, or None for any: with inbound keys a

@@ -20,11 +20,14 @@ GatewayError                    500 internal_error          base; never raised i
 │   ├── MethodNotAllowed        405 method_not_allowed      `Allow` says what is
 │   ├── RequestTimeout          408 request_timeout         a body too slow (GATEWAY_BODY_TIMEOUT)
 │   ├── PayloadTooLarge         413 payload_too_large       GATEWAY_MAX_BODY_BYTES
-│   └── TooManyJobs             429 too_many_jobs           GATEWAY_BENCH_MAX_JOBS
+│   ├── TooManyJobs             429 too_many_jobs           GATEWAY_BENCH_MAX_JOBS
+│   ├── RateLimited             429 rate_limited            GATEWAY_RATE_LIMIT, per inbound key
+│   └── TooManyConcurrent       429 too_many_concurrent_requests  GATEWAY_MAX_CONCURRENT_PER_KEY
 ├── InsufficientStorage         507 insufficient_storage    stored benchmark runs are at their limit
 ├── NotReady                    503 not_ready               the readiness probe failed
 ├── ShuttingDown                503 shutting_down           the server stopped before answering
 ├── Overloaded                  503 overloaded              GATEWAY_MAX_IN_FLIGHT requests running
+├── SharedStateUnavailable      503 shared_state_unavailable  Redis is needed and cannot be reached
 └── UpstreamError               502 upstream_error          upstream failed (logged, no traceback)
     ├── UpstreamStatusError     upstream 4xx kept as is; 5xx -> 502, 503 -> 503, 408 -> 504
     ├── UpstreamRateLimited     429 upstream_rate_limited   retried; Retry-After passed on
@@ -193,6 +196,38 @@ class TooManyJobs(ClientError):
     code = "too_many_jobs"
 
 
+class RateLimited(ClientError):
+    """An inbound key (or client address) is over GATEWAY_RATE_LIMIT. The answer says when to
+    come back (`Retry-After`) and carries OpenAI's `x-ratelimit-*` request headers."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, limit: int, remaining: int, reset_after: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_after = reset_after
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Retry-After": str(max(1, math.ceil(self.reset_after))),
+            "x-ratelimit-limit-requests": str(self.limit),
+            "x-ratelimit-remaining-requests": str(self.remaining),
+            "x-ratelimit-reset-requests": f"{max(0.0, self.reset_after):.3f}s",
+        }
+
+
+class TooManyConcurrent(ClientError):
+    """An inbound key already has GATEWAY_MAX_CONCURRENT_PER_KEY calls and streams open."""
+
+    status = 429
+    code = "too_many_concurrent_requests"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class InsufficientStorage(GatewayError):
     """A new benchmark run does not fit the retention limits even with every finished run
     removed (GATEWAY_BENCH_KEEP_RUNS, GATEWAY_BENCH_MAX_BYTES); the message names the one."""
@@ -218,6 +253,17 @@ class Overloaded(GatewayError):
     def headers(self) -> dict[str, str]:
         # In-flight requests end within seconds (or a stream's length): worth a quick retry.
         return {"Retry-After": "1"}
+
+
+class SharedStateUnavailable(GatewayError):
+    """What was asked needs the shared state (Redis, GATEWAY_REDIS_URL), and it cannot be
+    reached: queueing a benchmark, which must count against the one limit of the cluster."""
+
+    status = 503
+    code = "shared_state_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
 
 
 class UpstreamError(GatewayError):

@@ -3,14 +3,21 @@ process (as in the tests) never share or clash.
 
 Request metrics are labelled by the route's path template (`/benchmarks/{run_id}`), never the
 raw path, so a client cannot blow up the label cardinality.
+
+Under `llm-gateway serve --workers N` each worker is a process of its own: prometheus_client's
+multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor before the workers
+start) keeps every worker's values in files of that folder, and a scrape, whichever worker
+answers it, adds them up: counters and histograms summed, the gauges summed over the workers
+alive.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.context import CLIENT_CLOSED, request_context
@@ -25,6 +32,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Set by `serve --workers N`; read when prometheus_client was imported, as here.
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._per_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         r = self.registry
         self.requests = Counter(
@@ -62,6 +71,7 @@ class GatewayMetrics:
             "llm_gateway_in_flight_requests",
             "Hot requests (/generate, /v1/chat/completions) running, streams until they end.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "llm_gateway_rejected_requests",
@@ -70,14 +80,19 @@ class GatewayMetrics:
             registry=r,
         )
         self.open_streams = Gauge(
-            "llm_gateway_open_streams", "Server-Sent Event responses in progress.", registry=r
+            "llm_gateway_open_streams",
+            "Server-Sent Event responses in progress.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.benchmark_jobs = Gauge(
             "llm_gateway_benchmark_jobs",
             "Benchmarks, inline and background, by state (running, queued).",
             ["state"],
             registry=r,
+            multiprocess_mode="livesum",
         )
+        self.set_jobs(0, 0)
 
     def on_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # The method is whatever the client sent; only the standard ones become labels.
@@ -105,12 +120,17 @@ class GatewayMetrics:
     def on_cache(self, result: str) -> None:
         self.models_cache.labels(result).inc()
 
-    def watch_jobs(self, running: Callable[[], int], queued: Callable[[], int]) -> None:
-        self.benchmark_jobs.labels("running").set_function(running)
-        self.benchmark_jobs.labels("queued").set_function(queued)
+    def set_jobs(self, running: int, queued: int) -> None:
+        """This process's benchmarks (the job queue calls it on every change)."""
+        self.benchmark_jobs.labels("running").set(running)
+        self.benchmark_jobs.labels("queued").set(queued)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 class MetricsMiddleware:

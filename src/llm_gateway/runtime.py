@@ -1,8 +1,10 @@
 """The long-lived parts of a running gateway, opened once and closed once.
 
 `open_runtime` resolves which upstream to talk to (OpenRouter with a key, or the built-in
-emulator without one), starts the emulator when needed, and builds the upstream client and
-the model catalogue. The app's lifespan and the CLI both use it, so they behave the same.
+emulator without one), starts the emulator when needed (or uses the one `serve --workers`
+started for all its workers), opens the shared state (in-process, or Redis with
+GATEWAY_REDIS_URL: shared/), and builds the upstream client, the model catalogue and the
+benchmark job queue on it. The app's lifespan and the CLI both use it, so they behave the same.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from llm_gateway.bench.jobs import Jobs
-from llm_gateway.bench.store import RunStore
+from llm_gateway.bench import pipeline
+from llm_gateway.bench.jobs import JobQueue, Jobs, JobSpec
+from llm_gateway.bench.queue import RedisJobs
+from llm_gateway.bench.store import RunDir, RunStore
 from llm_gateway.config import EMULATOR_KEY, Settings
 from llm_gateway.embedded import BackgroundServer
 from llm_gateway.emulator import Emulator, EmulatorConfig
 from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.shared import Shared, open_shared, upstream_namespace
+from llm_gateway.shared.waits import UpstreamWaits
 from llm_gateway.upstream.catalog import ModelCatalog
 from llm_gateway.upstream.client import Timeouts, UpstreamClient
 from llm_gateway.upstream.retry import RetryObserver, RetryPolicy
@@ -46,11 +52,17 @@ class Runtime:
     client: UpstreamClient
     catalog: ModelCatalog
     runs: RunStore
-    jobs: Jobs
+    jobs: JobQueue
+    shared: Shared
 
 
 def build_client(
-    settings: Settings, *, base_url: str, api_key: str, observer: RetryObserver | None = None
+    settings: Settings,
+    *,
+    base_url: str,
+    api_key: str,
+    observer: RetryObserver | None = None,
+    waits: UpstreamWaits | None = None,
 ) -> UpstreamClient:
     """An upstream client configured from settings (timeouts, retries, pool, attribution)."""
     headers = {"X-OpenRouter-Title": settings.app_title, "X-Title": settings.app_title}
@@ -72,6 +84,7 @@ def build_client(
             max_wait=settings.retry_max_wait,
             budget=settings.retry_budget,
             observer=observer,
+            waits=waits,
         ),
         secrets=settings.secrets(),
         max_bytes=settings.max_upstream_bytes,
@@ -82,12 +95,19 @@ def build_client(
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, metrics: GatewayMetrics | None = None
+    settings: Settings, metrics: GatewayMetrics | None = None, *, serving: bool = False
 ) -> AsyncIterator[Runtime]:
-    """Everything a gateway needs to serve requests; closed when the block ends."""
+    """Everything a gateway needs to serve requests; closed when the block ends.
+
+    Only a server (`serving`) joins the shared state of GATEWAY_REDIS_URL: a command-line run
+    is one short process, which must not take benchmark jobs from the cluster's queue."""
     mode = settings.resolved_upstream()
+    if not serving and settings.redis_url is not None:
+        settings = settings.model_copy(update={"redis_url": None})
     async with AsyncExitStack() as stack:
-        if mode == "emulator":
+        if mode == "emulator" and settings.emulator_url is not None:
+            url, key = f"{settings.emulator_url}/api/v1", EMULATOR_KEY  # `serve --workers`'
+        elif mode == "emulator":
             emulator = Emulator(
                 EmulatorConfig(seed=settings.emulator_seed, time_scale=settings.emulator_time_scale)
             )
@@ -98,21 +118,49 @@ async def open_runtime(
         else:
             assert settings.openrouter_api_key is not None  # resolved_upstream() checked it
             url, key = settings.upstream_url, settings.openrouter_api_key.get_secret_value()
-        client = build_client(settings, base_url=url, api_key=key, observer=metrics)
+        # Replicas serving the built-in emulator each have their own, but the same one.
+        namespace = upstream_namespace("emulator" if mode == "emulator" else url, key)
+        shared = await stack.enter_async_context(open_shared(settings, namespace))
+        client = build_client(
+            settings, base_url=url, api_key=key, observer=metrics, waits=shared.waits
+        )
         stack.push_async_callback(client.aclose)
         catalog = ModelCatalog(
             client.list_models,
             ttl=settings.models_cache_ttl,
             on_lookup=metrics.on_cache if metrics else None,
+            store=shared.catalog,
         )
-        jobs = Jobs(max_running=settings.bench_max_jobs)
-        if metrics is not None:
-            metrics.watch_jobs(lambda: jobs.running, lambda: jobs.queued)
-        # Registered after the client, so it runs first: jobs still need the client to finish.
-        stack.push_async_callback(jobs.shutdown)
         runs = RunStore(
             settings.benchmarks_dir,
             keep_runs=settings.bench_keep_runs,
             max_bytes=settings.bench_max_bytes,
+            stale_after=settings.bench_stale_after,
         )
-        yield Runtime(settings, mode, display_url(url), client, catalog, runs, jobs)
+        where = pipeline.Upstream(display_url(url), mode)
+
+        async def execute(run: RunDir, spec: JobSpec) -> None:
+            await pipeline.execute(run, spec.config, spec.prompts, client, where)
+
+        on_change = metrics.set_jobs if metrics is not None else None
+        jobs: JobQueue
+        if shared.link is not None:
+            jobs = RedisJobs(
+                shared.link,
+                runs=runs,
+                execute=execute,
+                max_running=settings.bench_max_jobs,
+                stale_after=settings.bench_stale_after,
+                on_change=on_change,
+            )
+        else:
+            jobs = Jobs(
+                max_running=settings.bench_max_jobs,
+                execute=execute,
+                on_change=on_change,
+                waiting_beat=min(5.0, settings.bench_stale_after / 4),
+            )
+        await jobs.start()
+        # Registered after the client, so it runs first: jobs still need the client to finish.
+        stack.push_async_callback(jobs.shutdown)
+        yield Runtime(settings, mode, display_url(url), client, catalog, runs, jobs, shared)

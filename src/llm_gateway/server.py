@@ -12,63 +12,89 @@ indefinitely. Here:
 
 Running the app under uvicorn directly (`uvicorn --factory llm_gateway.app:create_app`) keeps
 every other guard, but not the header timeout, which lives in the server.
+
+`serve(..., workers=N)` with N > 1 runs N worker processes on one port (uvicorn's supervisor,
+each worker a fresh interpreter that builds the app from the environment: `worker_app`).
+What must happen once happens in the supervisor, before the workers start: the checks of the
+CLI, the emulator (one for all workers, when there is no upstream key) and its banner, and the
+folder where prometheus_client's multiprocess mode keeps every worker's metrics (metrics.py).
+The log file is shared: each worker appends whole batches of lines under a lock (logging.py).
+On SIGTERM or Ctrl-C the supervisor stops every worker, each with its graceful shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import resource
-from typing import Any
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors.multiprocess import Multiprocess
 
+from llm_gateway import __version__
 from llm_gateway.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger("llm_gateway")
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-def header_timeout_protocol(seconds: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, closing connections whose headers take over `seconds`."""
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections whose headers take over
+    `header_timeout` seconds. A module-level class (not one built per call) so that the
+    server config can be pickled to the worker processes."""
 
-    class HeaderTimeoutProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+    _header_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()  # a client that connects and sends nothing is timed too
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_seconds = header_timeout
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm()
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a client that connects and sends nothing is timed too
 
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
 
-        def _arm(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(seconds, self._timed_out)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self._header_seconds, self._timed_out)
 
-        def _timed_out(self) -> None:
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.write(_TIMED_OUT)
-                self.transport.close()
 
-    return HeaderTimeoutProtocol
+    def _timed_out(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(_TIMED_OUT)
+            self.transport.close()
+
+
+def header_timeout_protocol(seconds: float) -> Callable[..., HeaderTimeoutProtocol]:
+    """The protocol factory uvicorn builds connections with (picklable)."""
+    return functools.partial(HeaderTimeoutProtocol, header_timeout=seconds)
 
 
 def raise_open_file_limit(wanted: int) -> None:
@@ -80,8 +106,11 @@ def raise_open_file_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    """The server settings `llm-gateway serve` runs the gateway with."""
+def uvicorn_config(
+    app: Any, settings: Settings, *, host: str, port: int, workers: int = 1
+) -> uvicorn.Config:
+    """The server settings `llm-gateway serve` runs the gateway with (`app` an import string
+    of a factory when there are several workers)."""
     # Connections, plus files, upstream connections and the log, with room to spare.
     # Each in-flight request may hold an upstream connection besides its client's.
     raise_open_file_limit(settings.max_connections + settings.max_in_flight + 1024)
@@ -89,7 +118,9 @@ def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvi
         app,
         host=host,
         port=port,
-        http=header_timeout_protocol(settings.header_timeout),
+        factory=workers > 1,
+        workers=workers,
+        http=header_timeout_protocol(settings.header_timeout),  # type: ignore[arg-type]
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keepalive_timeout,
         access_log=False,
@@ -97,3 +128,89 @@ def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvi
         # On SIGTERM, open streams get this long to finish before they are cut.
         timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]
     )
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker of `serve --workers N`: settings from the environment (the
+    supervisor's, with the shared emulator's URL), no banner (the supervisor showed it)."""
+    from llm_gateway.app import create_app
+
+    return create_app(banner=False)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, telling prometheus_client when a worker is gone (its gauges then
+    stop counting in the sums)."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[Any], metrics_dir: str) -> None:
+        super().__init__(config, sockets)
+        self.metrics_dir = metrics_dir
+
+    def keep_subprocess_alive(self) -> None:
+        before = {p.pid for p in self.processes}
+        super().keep_subprocess_alive()
+        from prometheus_client import multiprocess
+
+        for pid in before - {p.pid for p in self.processes}:
+            if pid is not None:
+                multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    """Run the gateway until SIGTERM or Ctrl-C: in this process, or with `workers` > 1 as a
+    supervisor of that many worker processes sharing the port."""
+    if workers <= 1:
+        from llm_gateway.app import create_app
+
+        app = create_app(settings)
+        uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
+        return
+    _supervise(settings, host=host, port=port, workers=workers)
+
+
+def _supervise(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    from llm_gateway.app import emulator_banner
+    from llm_gateway.embedded import BackgroundServer
+    from llm_gateway.emulator import Emulator, EmulatorConfig
+    from llm_gateway.logging import LogSink, current_sink
+    from llm_gateway.redaction import Redactor
+
+    metrics_dir = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
+    # Before any worker imports prometheus_client: its multiprocess mode is chosen then.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    sink = LogSink(settings.log_dir, settings.log_level, Redactor(settings.secrets()))
+    sink.start()
+    token = current_sink.set(sink)
+    emulator: BackgroundServer | None = None
+    try:
+        if settings.resolved_upstream() == "emulator" and settings.emulator_url is None:
+            emulated = EmulatorConfig(
+                seed=settings.emulator_seed, time_scale=settings.emulator_time_scale
+            )
+            emulator = BackgroundServer(Emulator(emulated).app)
+            base = emulator.start()
+            os.environ["GATEWAY_EMULATOR_URL"] = base  # one emulator for every worker
+            emulator_banner(f"{base}/api/v1")
+        logger.info(
+            "llm-gateway %s: %d worker processes on http://%s:%d (metrics summed over them, "
+            "one log file)",
+            __version__,
+            workers,
+            host,
+            port,
+        )
+        config = uvicorn_config(
+            "llm_gateway.server:worker_app", settings, host=host, port=port, workers=workers
+        )
+        sock = config.bind_socket()
+        try:
+            _Supervisor(config, [sock], metrics_dir).run()
+        finally:
+            sock.close()
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        logger.info("llm-gateway stopped (%d workers)", workers)
+        current_sink.reset(token)
+        sink.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
 from llm_gateway.bench.documents import ACTIVE, RunEntry
+from llm_gateway.bench.jobs import JobSpec, cancellable
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig
 from llm_gateway.bench.store import REPORT, RESULTS_CSV, RUN_ID, RunDir
@@ -128,25 +128,12 @@ async def run_benchmark(
         )
     store, upstream = runtime.runs, _upstream(runtime)
     if background:
-        with runtime.jobs.reserve() as place:
+        # A place in the queue (this process's, or the cluster's with Redis), then the run.
+        async with runtime.jobs.admit() as place:
             run = await asyncio.to_thread(
                 store.create, status="queued", models=models, total=config.total
             )
-
-            def queued() -> Awaitable[None]:  # a heartbeat while it waits for a slot
-                return asyncio.to_thread(run.write_status, "queued", done=0, total=config.total)
-
-            def never_started() -> Awaitable[None]:
-                return asyncio.to_thread(
-                    run.write_status, "interrupted", done=0, total=config.total
-                )
-
-            place.start(
-                run.id,
-                lambda: pipeline.execute(run, config, prompts, runtime.client, upstream),
-                on_waiting=queued,
-                on_cancel_queued=never_started,
-            )
+            await place.submit(run, JobSpec(config, prompts))
         return json_response(
             {"id": run.id, "status": "queued", "status_url": f"/benchmarks/{run.id}"},
             status=202,
@@ -154,12 +141,19 @@ async def run_benchmark(
         )
     # Inline: it holds a slot like any job, or is refused at once (its client is waiting). If
     # the client leaves, this task is cancelled: the run ends as interrupted with what it
-    # measured, and its slot is freed.
+    # measured, and its slot is freed. Cancelled on request (from any replica), the client
+    # gets what it measured, as interrupted.
     async with runtime.jobs.inline():
         run = await asyncio.to_thread(
             store.create, status="running", models=models, total=config.total
         )
-        result = await pipeline.execute(run, config, prompts, runtime.client, upstream)
+        result = await cancellable(
+            run, lambda: pipeline.execute(run, config, prompts, runtime.client, upstream)
+        )
+    if result is None:
+        summary = await asyncio.to_thread(run.summary)
+        assert summary is not None  # written when the run was interrupted
+        result = pipeline.result(run, summary, "interrupted")
     if visualize:
         html = await asyncio.to_thread(run.file(REPORT).read_text, encoding="utf-8")
         return HTMLResponse(html, headers=_REPORT_HEADERS)
@@ -224,6 +218,47 @@ def _details(runtime: Runtime, run_id: str) -> dict[str, Any]:
 async def get_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
     """A run's status and progress, and its statistics once it has finished."""
     return json_response(await asyncio.to_thread(_details, runtime, run_id))
+
+
+# How long a cancel waits for the run to end before answering 202 (it is stopping).
+_CANCEL_WAIT_S = 3.0
+
+
+async def cancel_benchmark(runtime: RuntimeDep, run_id: str) -> Response:
+    """Stop a queued or running benchmark, whichever worker or replica runs it: it ends as
+    `interrupted` with what it measured. 200 with its status once it has ended (at once for
+    a run that had already ended), 202 if it is still stopping."""
+    run = await asyncio.to_thread(_run, runtime, run_id)
+    if (await asyncio.to_thread(run.status)).status in ACTIVE:
+        await runtime.jobs.cancel(run)
+        deadline = asyncio.get_running_loop().time() + _CANCEL_WAIT_S
+        while (await asyncio.to_thread(run.status)).status in ACTIVE:
+            if asyncio.get_running_loop().time() > deadline:
+                return json_response(await asyncio.to_thread(_details, runtime, run_id), status=202)
+            await asyncio.sleep(0.1)
+    return json_response(await asyncio.to_thread(_details, runtime, run_id))
+
+
+_CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    200: {"description": "The run has ended (interrupted if it was stopped): its status"},
+    202: {"description": "The run is stopping: its status so far"},
+}
+router.add_api_route(
+    "/benchmarks/{run_id}",
+    cancel_benchmark,
+    methods=["DELETE"],
+    responses=_CANCEL_RESPONSES,
+    summary="Cancel a benchmark",
+)
+router.add_api_route(
+    "/benchmarks/{run_id}/cancel",
+    cancel_benchmark,
+    methods=["POST"],
+    responses=_CANCEL_RESPONSES,
+    summary="Cancel a benchmark (the same as DELETE /benchmarks/{run_id})",
+    operation_id="cancel_benchmark_post",
+)
 
 
 def _report(runtime: Runtime, run_id: str) -> str:

@@ -30,7 +30,9 @@ async def health(runtime: RuntimeDep) -> Response:
 @router.get("/ready", responses={503: {"description": "Not ready (see the error message)"}})
 async def ready(runtime: RuntimeDep) -> Response:
     """Readiness: a key is configured (or the emulator is served) and the upstream answers its
-    model list (a free call, cached). 503 with the reason otherwise.
+    model list (a free call, cached). 503 with the reason otherwise. With Redis configured
+    (GATEWAY_REDIS_URL) and unreachable, 200 with `"status": "degraded"`: the gateway still
+    serves (with limits per process), but benchmarks cannot start.
 
     The probe is public (no key needed), so its answer names the kind of failure only: the
     upstream's own message and the addresses in it go to the log, not to whoever asks."""
@@ -44,7 +46,15 @@ async def ready(runtime: RuntimeDep) -> Response:
         raise NotReady(
             f"The upstream did not answer its model list ({code}); the gateway's log says why."
         ) from None
-    return json_response({"status": "ready", "upstream": runtime.upstream, "models": len(models)})
+    shared = runtime.shared.state
+    return json_response(
+        {
+            "status": "degraded" if shared == "degraded" else "ready",
+            "upstream": runtime.upstream,
+            "models": len(models),
+            "shared_state": shared,
+        }
+    )
 
 
 # Probes use HEAD as often as GET; the same answers, undocumented twice.

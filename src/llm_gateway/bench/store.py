@@ -9,11 +9,15 @@
     manifest.json           what was run, against what, with which versions (never the key)
     summary.json            the statistics, once the run ends (also for interrupted runs)
     report.html             the self-contained report
+    cancel                  present once someone asked to stop the run (from any process)
 ```
 
 The folder is the source of truth; nothing about a run lives only in one process's memory.
-A run whose heartbeat has stopped while it claimed to be running was interrupted (its process
-died): it is reported as such rather than as forever "running". When a run is created, older
+A run whose heartbeat has stopped for `stale_after` seconds (GATEWAY_BENCH_STALE_AFTER) while
+it claimed to be queued or running was interrupted (its process died): it is reported as such
+rather than as forever "running". Asking to stop a run leaves a `cancel` file in its folder;
+whichever process runs it (any worker or replica sharing the folder) sees it within
+`CANCEL_POLL_S` and stops it (bench/jobs.py). When a run is created, older
 finished runs are removed to keep within the retention limits (retention.py).
 
 Everything here but `RunDir.add` is blocking file I/O: async code calls it through
@@ -57,6 +61,7 @@ SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
 STATUS = "status.json"
 REPORT = "report.html"
+CANCEL = "cancel"
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 _STAMP = "%Y%m%dT%H%M%SZ"
@@ -91,10 +96,13 @@ class RunDir:
     """One run's folder. Rows are queued by `add` (no I/O: it is called on the event loop) and
     written by `checkpoint` and `close` (from a thread); one thread at a time writes files."""
 
-    def __init__(self, path: Path, index: RunIndex | None = None) -> None:
+    def __init__(
+        self, path: Path, index: RunIndex | None = None, *, stale_after: float = STALE_AFTER_S
+    ) -> None:
         self.path = path
         self.id = path.name
         self._index = index
+        self.stale_after = stale_after
         self._rows: list[RequestRecord] = []
         self._rows_lock = threading.Lock()  # held to swap the queue, never during I/O
         self._io_lock = threading.Lock()
@@ -178,9 +186,16 @@ class RunDir:
         if status is None:
             done = self.file(SUMMARY).exists()
             return RunStatus(id=self.id, status="done" if done else "unknown")
-        if status.status in ACTIVE and time.time() - status.updated_at > STALE_AFTER_S:
+        if status.status in ACTIVE and time.time() - status.updated_at > self.stale_after:
             return status.model_copy(update={"status": "interrupted"})
         return status
+
+    def request_cancel(self) -> None:
+        """Ask whichever process runs this run to stop it."""
+        self.file(CANCEL).touch()
+
+    def cancel_requested(self) -> bool:
+        return self.file(CANCEL).exists()
 
     def write_manifest(self, manifest: Manifest) -> None:
         _write_json(self.file(MANIFEST), manifest)
@@ -231,11 +246,17 @@ class RunStore:
     given), finds them again by id, and lists them a page at a time from the index."""
 
     def __init__(
-        self, root: Path, *, keep_runs: int | None = None, max_bytes: int | None = None
+        self,
+        root: Path,
+        *,
+        keep_runs: int | None = None,
+        max_bytes: int | None = None,
+        stale_after: float = STALE_AFTER_S,
     ) -> None:
         self.root = root
         self.keep_runs = keep_runs
         self.max_bytes = max_bytes
+        self.stale_after = stale_after
         self.index = RunIndex(root, self._scan)
 
     def create(self, *, status: RunState, models: Sequence[str], total: int) -> RunDir:
@@ -249,7 +270,7 @@ class RunStore:
                 shutil.rmtree(self.root / old.id, ignore_errors=True)
                 del entries[old.id]
             path = self._new_folder()
-            run = RunDir(path, self.index)
+            run = RunDir(path, self.index, stale_after=self.stale_after)
             run.write_status(status, done=0, total=total)
             entries[run.id] = RunEntry(
                 id=run.id,
@@ -288,7 +309,7 @@ class RunStore:
 
     def _current(self, entry: RunEntry) -> RunEntry:
         """An index entry of a run that was still going, brought up to date from its folder."""
-        run = RunDir(self.root / entry.id)
+        run = RunDir(self.root / entry.id, stale_after=self.stale_after)
         status = run.status()
         if status.status in ACTIVE:
             return entry.model_copy(update={"status": status.status, "progress": status.progress})
@@ -300,7 +321,7 @@ class RunStore:
         if not RUN_ID.match(run_id):
             return None
         path = self.root / run_id
-        return RunDir(path, self.index) if path.is_dir() else None
+        return RunDir(path, self.index, stale_after=self.stale_after) if path.is_dir() else None
 
     def page(self, *, limit: int, before: str | None = None) -> tuple[list[RunEntry], str | None]:
         """Up to `limit` runs older than the run `before` (all runs when None), newest first,
@@ -319,4 +340,4 @@ class RunStore:
             return
         for path in sorted(self.root.iterdir()):
             if path.is_dir() and RUN_ID.match(path.name):
-                yield RunDir(path).describe()
+                yield RunDir(path, stale_after=self.stale_after).describe()

@@ -85,10 +85,15 @@ def _with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
 def serve(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Worker processes sharing the port (default GATEWAY_WORKERS, 1)."
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway (OpenRouter with OPENROUTER_API_KEY, else the built-in emulator)."""
-    from llm_gateway.app import create_app
-    from llm_gateway.server import uvicorn_config
+    from llm_gateway.server import serve as run_server
 
     settings = _settings()
     try:
@@ -104,7 +109,7 @@ def serve(
             "the gateway already authenticates clients."
         )
         raise typer.Exit(EXIT_USAGE)
-    uvicorn.Server(uvicorn_config(create_app(settings), settings, host=host, port=port)).run()
+    run_server(settings, host=host, port=port, workers=workers or settings.workers)
 
 
 @app.command()

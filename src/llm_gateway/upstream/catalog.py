@@ -1,7 +1,8 @@
 """The model catalogue: fetched from the upstream, normalised, cached.
 
-- TTL cache (cachetools) so the upstream is asked once per TTL, not once per request;
-- single flight: however many requests find the cache cold, one upstream fetch serves them all;
+- TTL cache so the upstream is asked once per TTL, not once per request;
+- single flight: however many requests find the cache cold, one upstream fetch serves them all
+  (across workers and replicas too, when the store is shared: shared/catalog.py);
 - stale on error: when a refresh fails, the last good list keeps being served (never an empty
   one) and the refresh is retried after a short back-off instead of on every request.
 """
@@ -12,18 +13,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cachetools import TLRUCache
-
 from llm_gateway.errors import UpstreamError
+from llm_gateway.shared.catalog import CatalogStore, MemoryCatalogStore, Snapshot
 
 logger = logging.getLogger("llm_gateway.catalog")
 
 _MILLION = Decimal(1_000_000)
-_KEY = "models"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +111,24 @@ def select(
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
+    """The local copy: the snapshot it came from, normalised."""
+
+    snapshot: Snapshot
     models: tuple[ModelInfo, ...]
-    stale: bool
-    fetched_at: float
+
+    @property
+    def stale(self) -> bool:
+        return self.snapshot.stale
 
 
 class ModelCatalog:
-    """Cached access to the upstream catalogue. `timer` is injectable so tests need not sleep."""
+    """Cached access to the upstream catalogue. `timer` (epoch seconds, so that replicas
+    sharing a store agree) is injectable so tests need not sleep; `store` is where the list is
+    kept between fetches (this process by default; Redis for a cluster: shared/catalog.py).
+
+    The request path reads the local copy only; the store is read when that copy is due, and
+    the upstream is asked when the store's copy is due too.
+    """
 
     def __init__(
         self,
@@ -126,40 +136,81 @@ class ModelCatalog:
         *,
         ttl: float,
         stale_retry: float = 10.0,
-        timer: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.time,
         on_lookup: Callable[[str], None] | None = None,
+        store: CatalogStore | None = None,
     ) -> None:
         self._fetch = fetch
         self._on_lookup = on_lookup
         self._timer = timer
         self._ttl = ttl
         self._stale_retry = min(stale_retry, ttl) if ttl > 0 else 0.0
-        self._cache: TLRUCache[str, _Entry] = TLRUCache(maxsize=1, ttu=self._expiry, timer=timer)
+        self._store: CatalogStore = store if store is not None else MemoryCatalogStore()
+        self._local: _Entry | None = None
         self._last_good: _Entry | None = None
         self._lock = asyncio.Lock()
 
-    def _expiry(self, _key: str, entry: _Entry, now: float) -> float:
-        return now + (self._stale_retry if entry.stale else self._ttl)
+    def _fresh(self) -> _Entry | None:
+        entry = self._local
+        if entry is None or self._ttl <= 0 or self._timer() >= entry.snapshot.refresh_at:
+            return None
+        return entry
 
     async def models(self) -> list[ModelInfo]:
         """The catalogue: from the cache when fresh, else from one upstream fetch."""
-        entry = self._cache.get(_KEY)
+        entry = self._fresh()
         if entry is None:
             async with self._lock:
                 # Whoever waited on the lock finds the list the first caller fetched.
-                entry = self._cache.get(_KEY)
+                entry = self._fresh()
                 if entry is None:
-                    return list(await self._refresh())
+                    entry = await self._shared()
+                    if entry is None:
+                        return list(await self._refresh())
         self._count("stale" if entry.stale else "hit")
         logger.info(
             "models cache hit (%d models, age %.1fs%s)",
             len(entry.models),
-            self._timer() - entry.fetched_at,
+            self._timer() - entry.snapshot.fetched_at,
             ", stale" if entry.stale else "",
         )
         return list(entry.models)
 
+    async def _shared(self) -> _Entry | None:
+        """The store's copy when it is fresh (another catalogue sharing it fetched it)."""
+        if self._ttl <= 0:
+            return None
+        snapshot = await self._store.read()
+        if snapshot is None or self._timer() >= snapshot.refresh_at:
+            return None
+        return self._adopt(snapshot)
+
+    def _adopt(self, snapshot: Snapshot) -> _Entry:
+        local = self._local
+        if local is not None and local.snapshot.fetched_at == snapshot.fetched_at:
+            entry = _Entry(snapshot, local.models)  # the same list: no need to normalise again
+        else:
+            entry = _Entry(snapshot, tuple(normalise(m) for m in snapshot.models))
+        self._local = entry
+        if not snapshot.stale:
+            self._last_good = entry
+        return entry
+
     async def _refresh(self) -> tuple[ModelInfo, ...]:
+        # One caller across everything sharing the store: it reads again under the flight
+        # lock (the list may have just been fetched elsewhere), and only then fetches.
+        async with self._store.flight():
+            entry = await self._shared()
+            if entry is not None:
+                self._count("hit")
+                return entry.models
+            if self._last_good is None and self._ttl > 0:
+                previous = await self._store.read()  # another's list, for stale-on-error
+                if previous is not None:
+                    self._adopt(replace(previous, stale=False))
+            return await self._fetch_now()
+
+    async def _fetch_now(self) -> tuple[ModelInfo, ...]:
         self._count("miss")
         logger.info("models cache miss: fetching the catalogue from the upstream")
         started = time.perf_counter()
@@ -174,16 +225,22 @@ class ModelCatalog:
                 exc.message,
                 len(self._last_good.models),
             )
-            stale = _Entry(self._last_good.models, True, self._last_good.fetched_at)
-            self._store(stale)
-            return stale.models
+            now = self._timer()
+            stale = replace(
+                self._last_good.snapshot, stale=True, refresh_at=now + self._stale_retry
+            )
+            await self._store_snapshot(stale)
+            return self._adopt(stale).models
+        snapshot = Snapshot(tuple(raw), 0.0, 0.0, False)
         models = tuple(normalise(m) for m in raw)
         if not models and self._last_good is not None:
             logger.warning("upstream returned an empty model list; keeping the previous one")
-            models = self._last_good.models
-        entry = _Entry(models, False, self._timer())
-        self._last_good = entry
-        self._store(entry)
+            snapshot, models = self._last_good.snapshot, self._last_good.models
+        now = self._timer()
+        snapshot = replace(snapshot, fetched_at=now, refresh_at=now + self._ttl, stale=False)
+        entry = _Entry(snapshot, models)
+        self._local = self._last_good = entry
+        await self._store_snapshot(snapshot)
         logger.info(
             "models fetched: %d models in %.3fs (%d attempt%s)",
             len(models),
@@ -197,6 +254,6 @@ class ModelCatalog:
         if self._on_lookup is not None:
             self._on_lookup(result)
 
-    def _store(self, entry: _Entry) -> None:
+    async def _store_snapshot(self, snapshot: Snapshot) -> None:
         if self._ttl > 0:
-            self._cache[_KEY] = entry
+            await self._store.write(snapshot)

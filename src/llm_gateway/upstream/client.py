@@ -227,13 +227,25 @@ class BaseClient:
         body = await response.content.read(_MAX_ERROR_BYTES)
         return self.redact(body.decode("utf-8", errors="replace")).encode()
 
-    async def _retried(self, fn: Callable[[], Awaitable[T]], what: str) -> tuple[T, int]:
-        """`fn` under the retry policy; a failure leaves with its message scrubbed."""
+    async def _retried(
+        self, fn: Callable[[], Awaitable[T]], what: str, body: Body | None = None
+    ) -> tuple[T, int]:
+        """`fn` under the retry policy; a failure leaves with its message scrubbed. `body`
+        names the model, for the upstream's rate-limit waits (read only when one applies)."""
         try:
-            return await self.retry.call(fn, what=what)
+            return await self.retry.call(
+                fn, what=what, model=(lambda: model_of(body)) if body is not None else None
+            )
         except UpstreamError as exc:
             self.redact.error(exc)
             raise
+
+
+def model_of(body: Body) -> str | None:
+    """The model a chat request names (a passthrough's bytes are parsed only when asked)."""
+    data = decode_json(body) if isinstance(body, bytes) else body
+    model = data.get("model") if isinstance(data, Mapping) else None
+    return model if isinstance(model, str) else None
 
 
 class UpstreamClient(BaseClient):
@@ -261,7 +273,7 @@ class UpstreamClient(BaseClient):
             started = time.perf_counter_ns()
             return await self._request_json("POST", "/chat/completions", data=encoded)
 
-        (data, raw, headers), attempts = await self._retried(send, "POST /chat/completions")
+        (data, raw, headers), attempts = await self._retried(send, "POST /chat/completions", body)
         finished = time.perf_counter_ns()
         error = inband_error(data)
         if error is not None:
@@ -281,6 +293,6 @@ class UpstreamClient(BaseClient):
         async def open_() -> ChatStream:
             return await self._open_stream("/chat/completions", encoded)
 
-        stream, attempts = await self._retried(open_, "POST /chat/completions (stream)")
+        stream, attempts = await self._retried(open_, "POST /chat/completions (stream)", body)
         stream.attempts = attempts
         return stream
