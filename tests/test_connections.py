@@ -20,6 +20,7 @@ from tests.conftest import CLI, TEST_KEY
 LIMITS = {
     "GATEWAY_HEADER_TIMEOUT": "0.5",
     "GATEWAY_BODY_TIMEOUT": "0.5",
+    "GATEWAY_KEEPALIVE_TIMEOUT": "1",
     "GATEWAY_MAX_CONNECTIONS": "8",
 }
 
@@ -115,3 +116,67 @@ def test_the_open_file_limit_is_raised_to_fit_the_connection_cap() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == wanted
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _closed_within(sock: socket.socket, drip: bytes, seconds: float) -> bool:
+    """Send `drip` every 0.1 s; whether the server closed the connection within `seconds`."""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(drip)
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "drip"),
+    [
+        # One answered request, then blank lines (the parser skips them before a request line).
+        (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"\r\n"),
+        # Answered 413 from its Content-Length, unread; then the body trickles for ever.
+        (b"POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n", b"a"),
+    ],
+    ids=["blank-lines-after-an-answer", "unread-body-after-413"],
+)
+def test_a_connection_cannot_be_held_after_its_answer(
+    served: int, request_bytes: bytes, drip: bytes
+) -> None:
+    """Found by review: any byte stops uvicorn's keep-alive timer, so either of these held a
+    connection for ever (no key needed, a 401 did the same)."""
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 ")
+        # Keep-alive 1 s plus header timeout 0.5 s: closed well within 4 s.
+        assert _closed_within(sock, drip, 4.0), "the connection was still open after 4 s"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-H: v\r\n" * 150_000 + b"\r\n",
+    ],
+    ids=["1-MiB-header-value", "150k-headers"],
+)
+def test_an_oversized_request_head_is_refused(served: int, head: bytes) -> None:
+    """Found by review: 150 MB of headers took the gateway to 2.6 GB before any key check."""
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        try:
+            sock.sendall(head)
+            answer = _read_all(sock)
+        except OSError:  # closed while the rest was still coming: the 431 may be lost in a reset
+            return
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_a_head_just_under_the_limit_and_a_big_body_are_served(served: int) -> None:
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(400))  # ~43 KB
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")

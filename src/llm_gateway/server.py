@@ -47,14 +47,35 @@ if TYPE_CHECKING:
 logger = logging.getLogger("llm_gateway")
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+# A request line and headers bigger than this are not a client's (nginx allows 32 KiB): past
+# it the connection is refused before the parser piles up a header in memory.
+MAX_HEAD_BYTES = 64 * 1024
+_END_OF_HEAD = b"\r\n\r\n"
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, closing connections whose headers take over
-    `header_timeout` seconds. A module-level class (not one built per call) so that the
-    server config can be pickled to the worker processes."""
+    """uvicorn's httptools protocol with bounds on what a client may take before it is served.
+
+    - A request's head (request line and headers) must be complete within `header_timeout`
+      seconds of its first byte (or of the connection, for a client that sends nothing), and
+      hold at most MAX_HEAD_BYTES: else 408 or 431, and the connection is closed.
+    - Between requests, bytes that do not make one (blank lines, or the rest of a body the
+      gateway answered without reading) stop uvicorn's keep-alive timer; so after an answer
+      the next request's head must begin and end within the keep-alive time plus
+      `header_timeout`, whatever trickles in meanwhile.
+
+    A module-level class (not one built per call) so that the server config can be pickled to
+    the worker processes.
+    """
 
     _header_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _reading_head = False
+    _head_tail = b""
 
     def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,33 +83,60 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()  # a client that connects and sends nothing is timed too
+        self._start_head()  # a client that connects and sends nothing is timed too
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head and self._head_too_large(data):
+            self._refuse(_TOO_LARGE)
+            return
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        if not self._reading_head:  # a new head: its own full time, whatever came before
+            self._disarm()
+            self._start_head()
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._reading_head = False
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self._header_timer is None:
+            self._arm(self.timeout_keep_alive + self._header_seconds)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _start_head(self) -> None:
+        self._reading_head, self._head_bytes, self._head_tail = True, 0, b""
+        self._arm(self._header_seconds)
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the head's bytes in `data` (up to its end, when it ends here)."""
+        probe = self._head_tail + data
+        end = probe.find(_END_OF_HEAD)
+        taken = len(data) if end < 0 else end + len(_END_OF_HEAD) - len(self._head_tail)
+        self._head_bytes += taken
+        self._head_tail = probe[-3:]
+        return self._head_bytes > MAX_HEAD_BYTES
+
+    def _arm(self, seconds: float) -> None:
         if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self._header_seconds, self._timed_out)
+            self._header_timer = self.loop.call_later(seconds, self._refuse, _TIMED_OUT)
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _timed_out(self) -> None:
-        self._header_timer = None
+    def _refuse(self, answer: bytes) -> None:
+        self._disarm()
         if not self.transport.is_closing():
-            self.transport.write(_TIMED_OUT)
+            self.transport.write(answer)
             self.transport.close()
 
 
