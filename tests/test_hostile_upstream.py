@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from llm_gateway.config import Settings
 from llm_gateway.emulator import Emulator
+from llm_gateway.upstream.client import MAX_MODELS
 from tests.conftest import TEST_KEY, GatewayFactory, read_log
 from tests.servers import serve
 
@@ -358,3 +359,19 @@ async def test_a_key_split_across_stream_chunks_is_not_whole_in_the_answer(
             )
     done = streamed.text.split("event: done", 1)[1]  # the gateway's own assembled answer
     assert TEST_KEY not in done and "your key: ***" in done
+
+
+async def test_a_huge_model_list_is_cut_to_what_a_catalogue_needs(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Found by review: 200,000 models stalled the event loop 2 s on every /models?details."""
+
+    async def models(_request: Request) -> Response:
+        data = [{"id": f"v/m{i}"} for i in range(MAX_MODELS + 500)]
+        return Response(orjson.dumps({"data": data}), media_type="application/json")
+
+    app = Starlette(routes=[Route("/models", models)])
+    with serve(app) as upstream, start_gateway(upstream_url=upstream) as gateway:
+        async with httpx.AsyncClient(base_url=gateway) as client:
+            listed = (await client.get("/models")).json()
+    assert len(listed) == MAX_MODELS and listed[0] == "v/m0"

@@ -8,6 +8,7 @@ completions). Nothing above this module sees an aiohttp type.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class Reply:
     started_ns: int
     finished_ns: int
 
+
+MAX_MODELS = 5_000
+logger = logging.getLogger("llm_gateway.upstream")
 
 # An error message comes from the start of the body; an error page larger than this is noise.
 _MAX_ERROR_BYTES = 64 * 1024
@@ -259,7 +263,15 @@ class UpstreamClient(BaseClient):
             models = body.get("data")
             if not isinstance(models, list):
                 raise UpstreamBadResponse("The upstream model list has no `data` array")
-            return [m for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
+            kept = [m for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
+            if len(kept) > MAX_MODELS:
+                # OpenRouter lists hundreds; every /models answer is built from the list, so an
+                # upstream listing millions must not make each of them take seconds.
+                logger.warning(
+                    "the upstream lists %d models; keeping the first %d", len(kept), MAX_MODELS
+                )
+                kept = kept[:MAX_MODELS]
+            return kept
 
         return await self._retried(fetch, "GET /models")
 
