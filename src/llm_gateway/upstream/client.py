@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
@@ -57,9 +59,80 @@ class Reply:
     raw: bytes
     attempts: int
     generation_id: str | None
-    # perf_counter_ns() when the successful attempt was sent, and when its body was read.
+    # perf_counter_ns() when the successful attempt was sent, and when its body was read (as
+    # written to and read from the connection when the client traces send times).
     started_ns: int
     finished_ns: int
+
+
+@dataclass(slots=True)
+class WireLog:
+    """What a client made with `trace_send_times=True` saw on the wire during the calls made
+    while this log is current in the calling task (`WIRE_LOG.set(log)`), in perf_counter_ns():
+    when the latest request was written to its connection (after any wait for a pooled or new
+    connection), the status of its response, and when its body was fully read (`read()`).
+    Each attempt overwrites the previous one's values, so after a call they describe its final
+    attempt; `requests` counts the requests written. The benchmark sets one per measured
+    request; nothing else pays for the tracing."""
+
+    sent_ns: int = 0
+    status: int | None = None
+    read_ns: int = 0
+    requests: int = 0
+
+
+WIRE_LOG: ContextVar[WireLog | None] = ContextVar("llm_gateway_wire_log", default=None)
+
+
+async def _on_headers_sent(_session: object, ctx: SimpleNamespace, _params: object) -> None:
+    # aiohttp buffers the headers to send them with the first body chunk: a request without a
+    # body goes out now, one with a body when `_on_chunk_sent` runs.
+    log = WIRE_LOG.get()
+    if log is not None:
+        log.sent_ns, log.status, log.read_ns = time.perf_counter_ns(), None, 0
+        log.requests += 1
+        ctx.first_chunk = True
+
+
+async def _on_chunk_sent(_session: object, ctx: SimpleNamespace, _params: object) -> None:
+    log = WIRE_LOG.get()
+    if log is not None and getattr(ctx, "first_chunk", False):
+        ctx.first_chunk = False
+        log.sent_ns = time.perf_counter_ns()  # just before the socket write
+
+
+async def _on_request_end(
+    _session: object, _ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    log = WIRE_LOG.get()
+    if log is not None:
+        log.status = params.response.status
+
+
+async def _on_body_read(_session: object, _ctx: SimpleNamespace, _params: object) -> None:
+    log = WIRE_LOG.get()
+    if log is not None:
+        log.read_ns = time.perf_counter_ns()
+
+
+def _send_time_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_on_headers_sent)
+    trace.on_request_chunk_sent.append(_on_chunk_sent)
+    trace.on_request_end.append(_on_request_end)
+    trace.on_response_chunk_received.append(_on_body_read)
+    return trace
+
+
+def _sent_at(fallback: int) -> int:
+    """When the final attempt was written, from the current wire log; else `fallback`."""
+    log = WIRE_LOG.get()
+    return log.sent_ns if log is not None and log.sent_ns >= fallback else fallback
+
+
+def _read_at(fallback: int) -> int:
+    log = WIRE_LOG.get()
+    return log.read_ns if log is not None and log.read_ns else fallback
 
 
 class BaseClient:
@@ -75,6 +148,7 @@ class BaseClient:
         pool_size: int = 256,
         headers: dict[str, str] | None = None,
         secrets: Iterable[str] = (),
+        trace_send_times: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
@@ -87,6 +161,8 @@ class BaseClient:
             **(headers or {}),
         }
         self._pool_size = pool_size
+        # Trace hooks cost on every request: only the benchmark's own clients have them.
+        self._trace_send_times = trace_send_times
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -99,6 +175,7 @@ class BaseClient:
                     limit=self._pool_size, limit_per_host=0, ttl_dns_cache=300
                 ),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+                trace_configs=[_send_time_trace()] if self._trace_send_times else None,
             )
         return self._session
 
@@ -158,6 +235,7 @@ class BaseClient:
                         headers={"Accept": "text/event-stream"},
                         allow_redirects=False,
                     )
+                started = _sent_at(started)
                 if response.status >= 300:
                     body = await response.read()
                     raise error_from_response(response.status, body, response.headers)
@@ -217,7 +295,7 @@ class UpstreamClient(BaseClient):
             return await self._request_json("POST", "/chat/completions", data=encoded)
 
         (data, raw, headers), attempts = await self._retried(send, "POST /chat/completions")
-        finished = time.perf_counter_ns()
+        started, finished = _sent_at(started), _read_at(time.perf_counter_ns())
         error = inband_error(data)
         if error is not None:
             error.attempts = attempts
