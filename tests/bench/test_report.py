@@ -45,6 +45,7 @@ def record(**overrides: Any) -> RequestRecord:
         "prompt_index": 0,
         "prompt": PROMPTS[0],
         "run": 1,
+        "step": None,
         "warmup": False,
         "status": "ok",
         "error": None,
