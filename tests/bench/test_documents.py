@@ -16,8 +16,8 @@ EXAMPLE = Path(__file__).parents[2] / "benchmarks" / "examples" / "emulator-run"
 # Keys added since the example run was made (issue 12): a document written now has them too,
 # with their defaults when it was read from an older file.
 ADDED = {
-    "retries", "client", "sweep",  # summary, and each group in it
-    "arrivals", "arrival_seed", "processes", "retries", "sweep", "slo",  # manifest config
+    "retries", "client", "sweep",  # summary, and each group in it; manifest config too
+    "arrivals", "arrival_seed", "processes", "slo",  # manifest config
     "loop_lag_p50_s", "samples", "interval_s", "warning", "steps",  # manifest client
 }  # fmt: skip
 
@@ -33,7 +33,7 @@ def _unchanged(written: Any, stored: Any, where: str = "") -> list[str]:
     if isinstance(stored, list) and isinstance(written, list) and len(stored) == len(written):
         return [
             d
-            for i, (w, s) in enumerate(zip(written, stored))
+            for i, (w, s) in enumerate(zip(written, stored, strict=True))
             for d in _unchanged(w, s, f"{where}[{i}]")
         ]
     return [] if written == stored else [f"{where}: {written!r} != {stored!r}"]

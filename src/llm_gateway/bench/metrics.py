@@ -119,7 +119,7 @@ async def measure(
     try:
         async with asyncio.timeout(timeout):
             if stream:
-                completion, attempts = await _streamed(client, job.payload, timing)
+                completion, attempts = await _streamed(client, job.payload, timing, wire)
             else:
                 completion, attempts = await _whole(client, job.payload, timing)
     except (GatewayError, TimeoutError) as exc:
@@ -195,8 +195,17 @@ def _output_tokens(usage: Usage | None, events: int, text: str, *, stream: bool)
     return estimate, "estimated"
 
 
+def _arrival(item: Chunk, wire: WireLog) -> int:
+    """When the event's bytes arrived: the stream stamps each event when its read returned;
+    the wire log knows when the bytes of the latest read had arrived, which is this event's
+    read if it was not earlier (the read returns just before the stream takes its stamp)."""
+    if wire.batch_arrived_ns and item.received_ns >= wire.batch_read_ns:
+        return min(wire.batch_arrived_ns, item.received_ns)
+    return item.received_ns
+
+
 async def _streamed(
-    client: UpstreamClient, payload: dict[str, Any], timing: _Timing
+    client: UpstreamClient, payload: dict[str, Any], timing: _Timing, wire: WireLog
 ) -> tuple[Completion, int]:
     accumulator = StreamAccumulator()
     async with await client.stream(payload) as upstream:
@@ -206,7 +215,7 @@ async def _streamed(
                 continue
             content, reasoning = accumulator.feed(item.data)
             if content or reasoning or _has_tool_calls(item.data):
-                timing.see(item.received_ns, content=bool(content))
+                timing.see(_arrival(item, wire), content=bool(content))
         timing.done = time.perf_counter_ns() - timing.t0
     return accumulator.result(), upstream.attempts
 

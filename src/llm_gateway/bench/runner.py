@@ -287,16 +287,20 @@ async def drive(
                 if wait > 0:
                     await asyncio.sleep(wait / 1e9)
                 queue_ns = max(0, time.perf_counter_ns() - release)
-            on_record(
-                await measure(
-                    client,
-                    job,
-                    stream=stream,
-                    bench_start_ns=bench_start_ns,
-                    timeout=timeout,
-                    queue_ns=queue_ns,
-                )
+            record = await measure(
+                client,
+                job,
+                stream=stream,
+                bench_start_ns=bench_start_ns,
+                timeout=timeout,
+                queue_ns=queue_ns,
             )
+            # Yield between a request's bookkeeping and the next send: when many requests end
+            # at once, the loop then polls its sockets between the pieces of work, and bytes
+            # arriving meanwhile are stamped without waiting for all of it.
+            await asyncio.sleep(0)
+            on_record(record)
+            await asyncio.sleep(0)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(min(concurrency, len(jobs))):

@@ -16,6 +16,8 @@ processes, each with its own loop, client and connection pool, and merges what t
   event loop, threads and open sockets (the gateway, or the CLI with its emulator).
 - Off the measuring path: a worker sends its finished records to the parent in batches every
   `FLUSH_S`, and the parent writes files and shows progress; a worker never writes a file.
+  Messages are pickles, length-prefixed, over a socket pair driven by each side's event loop
+  (asyncio streams): a large message never blocks either loop.
 - Ctrl-C reaches the whole process group: workers ignore it and stop when the parent says so,
   after sending what they measured. A worker that dies fails the run with `BenchWorkerDied`.
 
@@ -28,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import pickle
 import signal
+import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -70,13 +75,53 @@ def _split(count: int, parts: int) -> list[int]:
     return [count // parts + (1 if k < count % parts else 0) for k in range(parts)]
 
 
+class _Channel:
+    """Pickled messages, each prefixed with its length, over one end of a socket pair."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, conn: Connection) -> _Channel:
+        """The channel on `conn`'s socket (a `multiprocessing.Pipe` end, which `spawn` knows
+        how to hand to a child), taken over from it."""
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        conn.close()
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        return cls(reader, writer)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Queue a message; the loop writes it as the socket takes it (never blocks)."""
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._writer.write(len(data).to_bytes(8, "big") + data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    async def recv(self) -> tuple[Any, ...]:
+        """The next message (IncompleteReadError once the other end has closed)."""
+        size = int.from_bytes(await self._reader.readexactly(8), "big")
+        message: tuple[Any, ...] = pickle.loads(await self._reader.readexactly(size))
+        return message
+
+    async def close(self) -> None:
+        self._writer.close()
+        with suppress(OSError):
+            await self._writer.wait_closed()
+
+
+_CLOSED = (asyncio.IncompleteReadError, ConnectionError, OSError)
+
+
 class _Worker:
-    def __init__(self, process: Any, conn: Connection) -> None:
+    def __init__(self, process: Any, channel: _Channel) -> None:
         self.process = process
-        self.conn = conn
+        self.channel = channel
         self.pending: asyncio.Future[Any] | None = None  # resolved by its next reply
         self.busy = False  # a command was sent and its "done" has not come back yet
         self.alive = True
+        self.listening: asyncio.Task[None] | None = None
 
 
 class ProcessExecutor:
@@ -94,7 +139,6 @@ class ProcessExecutor:
         self._workers: list[_Worker] = []
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
         shares = _split(self.config.peak_concurrency, self.processes)
         for k, share in enumerate(shares):
             parent, child = _SPAWN.Pipe()
@@ -104,10 +148,10 @@ class ProcessExecutor:
             )
             await asyncio.to_thread(process.start)
             child.close()
-            worker = _Worker(process, parent)
-            self._workers.append(worker)
+            worker = _Worker(process, await _Channel.open(parent))
             worker.busy = True  # until it says it is ready
-            loop.add_reader(parent.fileno(), self._readable, worker)
+            worker.listening = asyncio.create_task(self._listen(worker))
+            self._workers.append(worker)
         await self._replies(self._workers)
 
     async def _replies(self, workers: list[_Worker]) -> list[Any]:
@@ -117,35 +161,34 @@ class ProcessExecutor:
         for worker in workers:
             if not worker.alive:
                 raise BenchWorkerDied("A benchmark worker process ended before its part.")
-            worker.pending = loop.create_future()
+            if worker.pending is None or worker.pending.done():
+                worker.pending = loop.create_future()
             futures.append(worker.pending)
         return list(await asyncio.gather(*futures))
 
-    def _readable(self, worker: _Worker) -> None:
-        try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
-            self._died(worker)
-            return
-        kind = message[0]
-        if kind == "records":
-            for record in message[1]:
-                self.on_record(record)
-            return
-        worker.busy = False
-        future, worker.pending = worker.pending, None
-        if future is None or future.done():
-            return
-        if kind == "error":
-            future.set_exception(BenchWorkerDied(f"A benchmark worker failed: {message[1]}"))
-        else:
-            future.set_result(message[1] if len(message) > 1 else None)
+    async def _listen(self, worker: _Worker) -> None:
+        while True:
+            try:
+                message = await worker.channel.recv()
+            except _CLOSED:
+                self._died(worker)
+                return
+            kind = message[0]
+            if kind == "records":
+                for record in message[1]:
+                    self.on_record(record)
+                continue
+            worker.busy = False
+            future, worker.pending = worker.pending, None
+            if future is None or future.done():
+                continue
+            if kind == "error":
+                future.set_exception(BenchWorkerDied(f"A benchmark worker failed: {message[1]}"))
+            else:
+                future.set_result(message[1] if len(message) > 1 else None)
 
     def _died(self, worker: _Worker) -> None:
-        if not worker.alive:
-            return
         worker.alive = worker.busy = False
-        asyncio.get_running_loop().remove_reader(worker.conn.fileno())
         future, worker.pending = worker.pending, None
         if future is not None and not future.done():
             future.set_exception(
@@ -161,10 +204,11 @@ class ProcessExecutor:
 
     async def _run(self, kind: str, jobs: list[Job], concurrency: int, *times: int) -> None:
         active = self._active(concurrency)
+        replies = self._replies([w for w, _ in active])  # expecting them before sending
         for k, (worker, share) in enumerate(active):
             worker.busy = True
-            worker.conn.send((kind, jobs[k :: len(active)], share, *times))
-        lags = await self._replies([w for w, _ in active])
+            worker.channel.send((kind, jobs[k :: len(active)], share, *times))
+        lags = await replies
         if kind == "step":
             self.lags.append([s for samples in lags for s in samples or ()])
 
@@ -178,29 +222,26 @@ class ProcessExecutor:
         """Stop the workers (a step still running sends what it measured first) and end them."""
         busy = [w for w in self._workers if w.alive and w.busy]
         for worker in busy:
-            try:
-                worker.conn.send(("stop",))
-            except OSError:
-                self._died(worker)
+            worker.channel.send(("stop",))
         if busy:  # their records arrive while we wait; their lag is the step's
             try:
                 async with asyncio.timeout(STOP_WAIT_S):
-                    lags = await self._replies([w for w in busy if w.alive])
+                    lags = await self._replies(busy)
                 self.lags.append([s for samples in lags for s in samples or ()])
             except (TimeoutError, BenchWorkerDied):
                 pass
         for worker in self._workers:
             if worker.alive:
-                with suppress(OSError):
-                    worker.conn.send(("close",))
+                worker.channel.send(("close",))
+                with suppress(*_CLOSED):
+                    await worker.channel.drain()
         for worker in self._workers:
             await asyncio.to_thread(worker.process.join, STOP_WAIT_S)
             if worker.process.is_alive():
                 worker.process.terminate()
-            if worker.alive:
-                worker.alive = False
-                asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-            worker.conn.close()
+            if worker.listening is not None:
+                worker.listening.cancel()
+            await worker.channel.close()
 
 
 # --- the worker process -----------------------------------------------------------------------
@@ -208,48 +249,50 @@ class ProcessExecutor:
 
 def _main(conn: Connection, setup: _Setup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    try:
-        run_loop(_serve(conn, setup))
-    except BaseException as exc:
-        with suppress(OSError):
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        raise
+    run_loop(_serve(conn, setup))
 
 
 async def _serve(conn: Connection, setup: _Setup) -> None:
-    loop = asyncio.get_running_loop()
+    channel = await _Channel.open(conn)
+    try:
+        await _work(channel, setup)
+    except Exception as exc:
+        channel.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        await channel.close()
+
+
+async def _work(channel: _Channel, setup: _Setup) -> None:
     client = setup.target.client(concurrency=setup.concurrency)
     inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
     batch: list[RequestRecord] = []
     current: asyncio.Task[None] | None = None
 
-    def readable() -> None:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):  # the parent is gone: stop
-            message = ("close",)
-            loop.remove_reader(conn.fileno())
-        if message[0] in ("stop", "close") and current is not None:
-            current.cancel()
-        inbox.put_nowait(message)
+    async def listen() -> None:
+        while True:
+            try:
+                message = await channel.recv()
+            except _CLOSED:  # the parent is gone: stop
+                message = ("close",)
+            if message[0] in ("stop", "close") and current is not None:
+                current.cancel()
+            inbox.put_nowait(message)
+            if message[0] == "close":
+                return
 
     def flush() -> None:
-        nonlocal batch
         if batch:
-            sent, batch = batch, []
-            conn.send(("records", sent))
+            channel.send(("records", list(batch)))
+            batch.clear()
 
     async def flusher() -> None:
         while True:
             await asyncio.sleep(FLUSH_S)
             flush()
 
-    def record(item: RequestRecord) -> None:
-        batch.append(item)
-
-    loop.add_reader(conn.fileno(), readable)
-    flushing = asyncio.create_task(flusher())
-    conn.send(("ready",))
+    background = [asyncio.create_task(listen()), asyncio.create_task(flusher())]
+    channel.send(("ready",))
     with ExitStack() as gc_policy:
         try:
             while True:
@@ -260,13 +303,12 @@ async def _serve(conn: Connection, setup: _Setup) -> None:
                 if kind == "stop":
                     continue  # nothing is running: the step it was for has already ended
                 jobs, concurrency, *times = message[1:]
-                if kind == "step":
-                    start_ns, bench_start_ns = times
-                else:
-                    start_ns, bench_start_ns = time.perf_counter_ns(), times[0]
                 lag = LoopLag()
                 if kind == "step":
+                    start_ns, bench_start_ns = times
                     lag.start()
+                else:
+                    start_ns, bench_start_ns = time.perf_counter_ns(), times[0]
                 current = asyncio.create_task(
                     drive(
                         client,
@@ -276,7 +318,7 @@ async def _serve(conn: Connection, setup: _Setup) -> None:
                         timeout=setup.timeout,
                         start_ns=start_ns,
                         bench_start_ns=bench_start_ns,
-                        on_record=record,
+                        on_record=batch.append,
                     )
                 )
                 await asyncio.wait([current])
@@ -285,14 +327,15 @@ async def _serve(conn: Connection, setup: _Setup) -> None:
                 flush()
                 if not ended.cancelled() and ended.exception() is not None:
                     raise RuntimeError(f"a request raised instead of being recorded: {ended}")
-                conn.send(("done", lag.take()))
+                channel.send(("done", lag.take()))
                 if kind == "warm":
                     gc_policy.enter_context(gcpolicy.measuring())
                 else:
                     gcpolicy.between()
         finally:
-            flushing.cancel()
-            if conn.fileno() >= 0:
-                loop.remove_reader(conn.fileno())
+            for task in background:
+                task.cancel()
             await client.aclose()
             flush()
+            with suppress(*_CLOSED):
+                await channel.drain()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -73,12 +74,45 @@ class WireLog:
     connection), the status of its response, and when its body was fully read (`read()`).
     Each attempt overwrites the previous one's values, so after a call they describe its final
     attempt; `requests` counts the requests written. The benchmark sets one per measured
-    request; nothing else pays for the tracing."""
+    request; nothing else pays for the tracing.
+
+    For a stream, `batch_read_ns` is when the latest read of its body returned and
+    `batch_arrived_ns` when the first bytes that read returned had arrived (fed by the
+    connection, in the loop's I/O phase): when many streams' bytes land at once, each task
+    reads its own later than the last, but they all arrived together."""
 
     sent_ns: int = 0
     status: int | None = None
     read_ns: int = 0
     requests: int = 0
+    batch_read_ns: int = 0
+    batch_arrived_ns: int = 0
+
+
+# The first bytes fed to a traced stream's reader since its last read: reader id -> ns.
+_ARRIVED: dict[int, int] = {}
+
+
+class _ArrivalStampedReader(aiohttp.StreamReader):
+    """A stream body's reader that remembers when its unread bytes started arriving. Installed
+    by swapping the class of the response's reader (same slots, no new state: it lives in
+    `_ARRIVED`), so the connection that feeds it is left alone."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        if data:
+            _ARRIVED.setdefault(id(self), time.perf_counter_ns())
+        return super().feed_data(data, size)
+
+    async def readany(self) -> bytes:
+        data = await super().readany()
+        arrived = _ARRIVED.pop(id(self), 0)
+        log = WIRE_LOG.get()
+        if log is not None:
+            log.batch_read_ns = now = time.perf_counter_ns()
+            log.batch_arrived_ns = arrived or now
+        return data
 
 
 WIRE_LOG: ContextVar[WireLog | None] = ContextVar("llm_gateway_wire_log", default=None)
@@ -105,8 +139,16 @@ async def _on_request_end(
     _session: object, _ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
 ) -> None:
     log = WIRE_LOG.get()
-    if log is not None:
-        log.status = params.response.status
+    if log is None:
+        return
+    response = params.response
+    log.status = response.status
+    reader = response.content
+    if response.content_type == "text/event-stream" and type(reader) is aiohttp.StreamReader:
+        _ARRIVED.pop(id(reader), None)  # a reader this id belonged to before
+        # An aiohttp whose reader differs refuses the swap: events are then stamped when read.
+        with suppress(TypeError):
+            reader.__class__ = _ArrivalStampedReader
 
 
 async def _on_body_read(_session: object, _ctx: SimpleNamespace, _params: object) -> None:
