@@ -126,16 +126,25 @@ async def execute(
     except BaseException as exc:
         keeper.cancel()
         status: RunState = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        # Interrupted or failed: write what was measured. Should this task be cancelled again
-        # while it waits, the thread still writes everything (a thread cannot be cancelled, and
-        # the loop waits for its threads before it closes).
-        await asyncio.to_thread(finish, run, runner.records, meta, status, client_lag=runner.lag())
+        # Interrupted or failed: write what was measured.
+        await _to_the_end(finish, run, runner.records, meta, status, runner.lag())
         raise
     keeper.cancel()
-    summary = await asyncio.to_thread(
-        finish, run, runner.records, meta, "done", client_lag=runner.lag()
-    )
+    summary = await _to_the_end(finish, run, runner.records, meta, "done", runner.lag())
     return result(run, summary, "done")
+
+
+async def _to_the_end(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a thread, waited for to its end even if this task is cancelled meanwhile
+    (the cancellation is raised after). A cancelled `to_thread` whose thread had not started
+    yet never runs: a run cancelled as it ended (a server stopping) kept an open results file,
+    no summary and a status stuck at "running"."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 def _begin(run: RunDir, meta: Manifest, total: int) -> None:
@@ -168,7 +177,7 @@ def finish(
     meta = meta.model_copy(
         update={
             "status": status,
-            "finished_at": _now(),
+            "finished_at": meta.finished_at or _now(),  # re-rendered: when it really ended
             "models_served": _served(records),
             "client": lag,
         }
