@@ -8,16 +8,18 @@ completions). Nothing above this module sees an aiohttp type.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp.client_proto import ResponseHandler
 
 from llm_gateway.errors import (
     UpstreamBadResponse,
@@ -76,10 +78,11 @@ class WireLog:
     attempt; `requests` counts the requests written. The benchmark sets one per measured
     request; nothing else pays for the tracing.
 
-    For a stream, `batch_read_ns` is when the latest read of its body returned and
-    `batch_arrived_ns` when the first bytes that read returned had arrived (fed by the
-    connection, in the loop's I/O phase): when many streams' bytes land at once, each task
-    reads its own later than the last, but they all arrived together."""
+    Arrivals, not reads: `read_ns` is when the last bytes of a whole body arrived (its
+    connection's latest `data_received`, in the loop's I/O phase); for a stream,
+    `batch_read_ns` is when the latest read of its body returned and `batch_arrived_ns` when
+    the first bytes that read returned had arrived. When many answers land at once, each task
+    reads its own after the others, but they all arrived together."""
 
     sent_ns: int = 0
     status: int | None = None
@@ -87,6 +90,30 @@ class WireLog:
     requests: int = 0
     batch_read_ns: int = 0
     batch_arrived_ns: int = 0
+    connection: Any = field(default=None, repr=False)  # the final attempt's protocol
+
+
+class _ArrivalStampedProtocol(ResponseHandler):
+    """A traced client's connection: notes when its latest bytes arrived."""
+
+    arrived_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.arrived_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+
+def _stamped_protocol(loop: asyncio.AbstractEventLoop) -> ResponseHandler:
+    return _ArrivalStampedProtocol(loop=loop)
+
+
+class _ArrivalStampedConnector(aiohttp.TCPConnector):
+    """Makes its connections with `_ArrivalStampedProtocol` (the loop keeps the protocol's
+    `data_received` from the start, so it must be the protocol's class from the start)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._factory = functools.partial(_stamped_protocol, loop=self._loop)
 
 
 # The first bytes fed to a traced stream's reader since its last read: reader id -> ns.
@@ -143,6 +170,12 @@ async def _on_request_end(
         return
     response = params.response
     log.status = response.status
+    # aiohttp's own reference: a body that came with the headers has already released the
+    # connection, but its protocol still knows when those bytes arrived.
+    protocol = getattr(response, "_protocol", None)
+    if response.content.is_eof():  # the whole body is here: its arrival cannot change now
+        log.read_ns = getattr(protocol, "arrived_ns", 0)
+    log.connection = protocol
     reader = response.content
     if response.content_type == "text/event-stream" and type(reader) is aiohttp.StreamReader:
         _ARRIVED.pop(id(reader), None)  # a reader this id belonged to before
@@ -154,7 +187,8 @@ async def _on_request_end(
 async def _on_body_read(_session: object, _ctx: SimpleNamespace, _params: object) -> None:
     log = WIRE_LOG.get()
     if log is not None:
-        log.read_ns = time.perf_counter_ns()
+        arrived = log.read_ns or getattr(log.connection, "arrived_ns", 0)
+        log.read_ns = arrived if arrived >= log.sent_ns > 0 else time.perf_counter_ns()
 
 
 def _send_time_trace() -> aiohttp.TraceConfig:
@@ -211,11 +245,10 @@ class BaseClient:
     def session(self) -> aiohttp.ClientSession:
         # Made on first use because an aiohttp session must be created inside a running loop.
         if self._session is None:
+            connector = _ArrivalStampedConnector if self._trace_send_times else aiohttp.TCPConnector
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(
-                    limit=self._pool_size, limit_per_host=0, ttl_dns_cache=300
-                ),
+                connector=connector(limit=self._pool_size, limit_per_host=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
                 trace_configs=[_send_time_trace()] if self._trace_send_times else None,
             )
