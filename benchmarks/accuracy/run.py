@@ -92,7 +92,8 @@ def _stats(errors: list[float]) -> tuple[float, float, float] | None:
 
 def run_level(level: Level, args: argparse.Namespace, work: Path) -> Result:
     port = free_port()
-    log = work / f"upstream-{level.concurrency}-{'s' if level.stream else 'w'}"
+    name = f"{level.concurrency}-{'s' if level.stream else 'w'}-{port}"
+    log = work / f"upstream-{name}"
     upstream = subprocess.Popen(
         [
             sys.executable,
@@ -117,7 +118,7 @@ def run_level(level: Level, args: argparse.Namespace, work: Path) -> Result:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the known-timing upstream did not start") from None
                 time.sleep(0.05)
-        out = work / f"runs-{level.concurrency}-{'s' if level.stream else 'w'}"
+        out = work / f"runs-{name}"
         command = [
             sys.executable,
             "-c",
@@ -251,7 +252,7 @@ def main() -> int:
     parser.add_argument("--legacy", action="store_true", help="older bench: no new options")
     parser.add_argument("--starve", action="store_true", help="also run with CPU hogs alongside")
     parser.add_argument("--starve-level", type=int, default=64)
-    parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--hogs", type=int, default=4 * (os.cpu_count() or 1))
     parser.add_argument("--markdown", help="also write the tables to this file")
     args = parser.parse_args()
     if args.quick:
@@ -272,17 +273,17 @@ def main() -> int:
             f"Error of `llm-gateway bench` against known timing "
             f"({os.cpu_count()} CPUs, load average {load[0]:.1f} before the last level)"
         )
-        out.append(table(results, title))
+        if results:
+            out.append(table(results, title))
         if args.starve:
-            quiet = run_level(
-                Level(args.starve_level, True, args.starve_level * args.waves), args, work
-            )
+            starve = Level(args.starve_level, True, args.starve_level * args.waves)
+            quiet = run_level(starve, args, work)
             hogs = [
                 subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(args.hogs)
             ]
             try:
-                starved = run_level(level, args, work)
+                starved = run_level(starve, args, work)
             finally:
                 for hog in hogs:
                     hog.kill()

@@ -14,11 +14,13 @@ the stamp with it. `LoopLag` measures exactly that delay, every `INTERVAL_S`:
 The two together are the lag of one sample. A quiet loop shows tens of microseconds.
 
 `verdict` turns the distribution into a warning when the lag could have moved the reported
-numbers visibly (docs/metrics.md, "Client loop lag"): its p99 above `WARN_FLOOR_S` *and* above
-`WARN_FRACTION` of the fastest median the run reports (TTFT p50 when streamed, else latency
-p50). A stamp is late by about the lag at that moment, so the lag's p99 is about the error it
-adds to a p99; below 2 ms it cannot show at the millisecond the report prints, and relative to
-a median of 200 ms, 2 % is 4 ms.
+numbers visibly (docs/metrics.md, "The client's own health"): its p99 above `WARN_FLOOR_S`
+*and* above `WARN_FRACTION` of the fastest median the run reports (TTFT p50 when streamed,
+else latency p50). A stamp is late by about the lag at that moment, so the lag's p99 is about
+the error it adds to a p99. Below 2 ms that cannot show in numbers read to the millisecond;
+above 5 % of a typical value a tail is off by more than run-to-run noise would explain (10 ms
+for a 200 ms TTFT, the error allowed at c=256 in issue 12). Against the known-timing upstream
+(benchmarks/accuracy) it stays silent in quiet runs and fires with CPU hogs alongside.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from llm_gateway.bench.stats import percentile
 INTERVAL_S = 0.005
 TIMER_GRID_NS = 1_000_000
 WARN_FLOOR_S = 0.002
-WARN_FRACTION = 0.02
+WARN_FRACTION = 0.05
 
 
 class LoopLag:
