@@ -232,6 +232,17 @@ def table(results: list[Result], title: str) -> str:
     return "\n".join(lines)
 
 
+def median_run(runs: list[Result]) -> Result:
+    """Of repeated runs of one level, the one with the median p99 error (TTFT when streamed,
+    else latency): a shared machine's bad moment neither hides nor decides the result."""
+
+    def p99(result: Result) -> float:
+        errors = result.ttft_ms or result.latency_ms
+        return errors[1] if errors else math.inf
+
+    return sorted(runs, key=p99)[len(runs) // 2]
+
+
 def _levels(text: str, stream: bool, waves: int, minimum: int) -> list[Level]:
     return [
         Level(c, stream, max(c * waves, minimum))
@@ -253,6 +264,9 @@ def main() -> int:
     parser.add_argument("--starve", action="store_true", help="also run with CPU hogs alongside")
     parser.add_argument("--starve-level", type=int, default=64)
     parser.add_argument("--hogs", type=int, default=4 * (os.cpu_count() or 1))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per level; the table shows the median one"
+    )
     parser.add_argument("--markdown", help="also write the tables to this file")
     args = parser.parse_args()
     if args.quick:
@@ -265,13 +279,15 @@ def main() -> int:
         (work / "prompts.txt").write_text("How exact is the benchmark?\n")
         results = []
         for level in levels:
-            result = run_level(level, args, work)
-            results.append(result)
-            print(table([result], f"c={level.concurrency}"), file=sys.stderr)  # noqa: T201
+            runs = [run_level(level, args, work) for _ in range(args.repeat)]
+            for run in runs:
+                print(table([run], f"c={level.concurrency}"), file=sys.stderr)  # noqa: T201
+            results.append(median_run(runs))
         load = os.getloadavg()
         title = (
             f"Error of `llm-gateway bench` against known timing "
-            f"({os.cpu_count()} CPUs, load average {load[0]:.1f} before the last level)"
+            f"({os.cpu_count()} CPUs, load average {load[0]:.1f} after the last level"
+            f"{f', median of {args.repeat} runs per level' if args.repeat > 1 else ''})"
         )
         if results:
             out.append(table(results, title))

@@ -295,3 +295,14 @@ async def test_load_shapes_retries_and_sweeps_are_form_fields(bench_gateway: str
     ):
         refused = await _post(bench_gateway, [*sweep, *bad])
         assert refused.status_code == 422 and says in refused.json()["error"]["message"]
+
+
+async def test_worker_processes_when_the_gateway_allows_them(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    fields = [("model", "emulator/fast"), ("runs", "2"), ("concurrency", "2"), ("processes", "2")]
+    with start_gateway(benchmarks_dir=tmp_path / "runs", bench_max_processes=2) as gateway:
+        response = await _post(gateway, fields)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["ok"], body["client"]["processes"]) == (6, 2)

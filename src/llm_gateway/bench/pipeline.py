@@ -188,7 +188,8 @@ def finish(
     measured = sum(1 for r in records if not r.warmup)
     steps = len(meta.config.sweep or ()) or 1
     planned = (meta.config.runs or 0) * meta.prompt_file.prompts * len(meta.models) * steps
-    total = planned or measured
+    # A finished run did all it had to (a sweep that stopped early had no more to do).
+    total = measured if status == "done" else planned or measured
     run.end(status, done=measured, total=total, summary=summary)
     logger.info(
         "benchmark %s %s: %d/%d requests measured, %d failed",

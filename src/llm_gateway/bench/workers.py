@@ -88,7 +88,7 @@ class _Channel:
         how to hand to a child), taken over from it."""
         sock = socket.socket(fileno=os.dup(conn.fileno()))
         conn.close()
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        reader, writer = await asyncio.open_connection(sock=sock)
         return cls(reader, writer)
 
     def send(self, message: tuple[Any, ...]) -> None:
