@@ -19,7 +19,8 @@ processes, each with its own loop, client and connection pool, and merges what t
   Messages are pickles, length-prefixed, over a socket pair driven by each side's event loop
   (asyncio streams): a large message never blocks either loop.
 - Ctrl-C reaches the whole process group: workers ignore it and stop when the parent says so,
-  after sending what they measured. A worker that dies fails the run with `BenchWorkerDied`.
+  after sending what they measured. A worker that dies fails the run (`InternalError`, which
+  says so).
 
 Messages, parent to worker: ("warm", jobs, concurrency, bench_start_ns), ("step", jobs,
 concurrency, start_ns, bench_start_ns), ("stop",), ("close",). Worker to parent: ("ready",),
@@ -54,12 +55,6 @@ LEAD_S = 0.05  # a step starts this long after it is sent: time for every worker
 STOP_WAIT_S = 2.0
 
 _SPAWN = multiprocessing.get_context("spawn")
-
-
-class BenchWorkerDied(InternalError):
-    """A benchmark worker process ended without finishing its part (see the log)."""
-
-    code = "benchmark_worker_died"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +155,7 @@ class ProcessExecutor:
         futures = []
         for worker in workers:
             if not worker.alive:
-                raise BenchWorkerDied("A benchmark worker process ended before its part.")
+                raise InternalError("A benchmark worker process ended before its part.")
             if worker.pending is None or worker.pending.done():
                 worker.pending = loop.create_future()
             futures.append(worker.pending)
@@ -183,7 +178,7 @@ class ProcessExecutor:
             if future is None or future.done():
                 continue
             if kind == "error":
-                future.set_exception(BenchWorkerDied(f"A benchmark worker failed: {message[1]}"))
+                future.set_exception(InternalError(f"A benchmark worker failed: {message[1]}"))
             else:
                 future.set_result(message[1] if len(message) > 1 else None)
 
@@ -192,7 +187,7 @@ class ProcessExecutor:
         future, worker.pending = worker.pending, None
         if future is not None and not future.done():
             future.set_exception(
-                BenchWorkerDied(
+                InternalError(
                     f"A benchmark worker process ended (exit code {worker.process.exitcode})."
                 )
             )
@@ -228,7 +223,7 @@ class ProcessExecutor:
                 async with asyncio.timeout(STOP_WAIT_S):
                     lags = await self._replies(busy)
                 self.lags.append([s for samples in lags for s in samples or ()])
-            except (TimeoutError, BenchWorkerDied):
+            except (TimeoutError, InternalError):
                 pass
         for worker in self._workers:
             if worker.alive:
