@@ -51,3 +51,10 @@ clean:
 # extra flags through PERF_ARGS (e.g. PERF_ARGS=--profile or PERF_ARGS=--quick).
 perf: $(DEV)
 	$(BIN)/python benchmarks/perf/run.py $(if $(PEER),--peer $(PEER)) $(PERF_ARGS)
+
+# How exact `llm-gateway bench` is (benchmarks/accuracy/run.py): a known-timing upstream that
+# logs its own send times, and the error per concurrency. Extra flags through ACCURACY_ARGS
+# (e.g. ACCURACY_ARGS="--quick --starve"); a few minutes by default.
+.PHONY: bench-accuracy
+bench-accuracy: $(RUNTIME)
+	$(BIN)/python benchmarks/accuracy/run.py $(ACCURACY_ARGS)

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     bench_max_runs: int = Field(default=100, ge=1)
     bench_max_requests: int = Field(default=10_000, ge=1)
     bench_max_concurrency: int = Field(default=32, ge=1)
+    bench_max_processes: int = Field(default=1, ge=1)
     bench_max_jobs: int = Field(default=2, ge=1)
     bench_request_timeout: float = Field(default=120.0, gt=0)
     bench_keep_runs: int = Field(default=200, ge=1)

@@ -21,6 +21,7 @@ from llm_gateway.bench import pipeline
 from llm_gateway.bench.jobs import JobQueue, Jobs, JobSpec
 from llm_gateway.bench.queue import RedisJobs
 from llm_gateway.bench.store import RunDir, RunStore
+from llm_gateway.bench.target import Target
 from llm_gateway.config import EMULATOR_KEY, Settings
 from llm_gateway.embedded import BackgroundServer
 from llm_gateway.emulator import Emulator, EmulatorConfig
@@ -54,6 +55,8 @@ class Runtime:
     runs: RunStore
     jobs: JobQueue
     shared: Shared
+    # What benchmarks measure with: a client of their own to the same upstream (bench/target.py).
+    bench_target: Target
 
 
 def build_client(
@@ -138,9 +141,10 @@ async def open_runtime(
             stale_after=settings.bench_stale_after,
         )
         where = pipeline.Upstream(display_url(url), mode)
+        target = Target.from_settings(settings, base_url=url, api_key=key)
 
         async def execute(run: RunDir, spec: JobSpec) -> None:
-            await pipeline.execute(run, spec.config, spec.prompts, client, where)
+            await pipeline.execute(run, spec.config, spec.prompts, target, where)
 
         on_change = metrics.set_jobs if metrics is not None else None
         jobs: JobQueue
@@ -163,4 +167,4 @@ async def open_runtime(
         await jobs.start()
         # Registered after the client, so it runs first: jobs still need the client to finish.
         stack.push_async_callback(jobs.shutdown)
-        yield Runtime(settings, mode, display_url(url), client, catalog, runs, jobs, shared)
+        yield Runtime(settings, mode, display_url(url), client, catalog, runs, jobs, shared, target)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -76,9 +78,12 @@ def test_a_bad_prompt_file_exits_2(cli_env: dict[str, str], tmp_path: Path) -> N
     assert "no prompts" in result.stderr
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_ctrl_c_stops_cleanly_and_keeps_the_measurements(
-    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path, emulator: Emulator
+    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path, emulator: Emulator, processes: str
 ) -> None:
+    # With worker processes too: they ignore the Ctrl-C the whole group gets, and send what
+    # they measured before the parent ends them.
     emulator.config.time_scale = 1.0
     out = tmp_path / "runs"
     process = subprocess.Popen(
@@ -90,6 +95,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_measurements(
             "emulator/steady",
             "--runs",
             "100",
+            "--concurrency",
+            processes,
+            "--processes",
+            processes,
             "--out",
             str(out),
         ],
@@ -116,7 +125,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_measurements(
     run = csv_path.parent
     summary = json.loads((run / "summary.json").read_text())
     assert summary["requests"] == len(rows)
-    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["config"]["processes"] == int(processes)
 
 
 def test_report_rerenders_a_stored_run(
@@ -134,3 +145,40 @@ def test_report_rerenders_a_stored_run(
     assert json.loads((run / "summary.json").read_text())["requests"] == 3
     missing = _cli(["report", str(tmp_path)], cli_env)
     assert missing.returncode == 2 and "No results" in missing.stdout
+
+
+def test_a_sweep_over_two_processes(
+    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs"
+    args = [str(prompt_file), "-m", "emulator/fast", "-m", "emulator/instant", "--runs", "1"]
+    args += ["--concurrency", "4", "--sweep", "--slo", "latency_p99=5,error_rate=0"]
+    args += ["--processes", "2", "--retries", "0", "--max-tokens", "4", "--out", str(out)]
+    result = _bench(args, cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "Sweep (concurrency" in result.stdout and "2 processes" in result.stdout
+    assert "emulator/fast: concurrency 4" in result.stdout.replace("\n", " ")
+    run = _run_dir(out)
+    summary = json.loads((run / "summary.json").read_text())
+    sweep = summary["sweep"]
+    assert [s["concurrency"] for s in sweep["steps"]] == [1, 2, 4]
+    assert all(s["slo_met"] and s["requests"] == 6 for s in sweep["steps"])
+    assert sweep["knee"] == {"emulator/fast": 4, "emulator/instant": 4}
+    assert summary["client"]["processes"] == 2 and summary["client"]["samples"] > 0
+    assert len(summary["client"]["steps"]) == 3
+    config = json.loads((run / "manifest.json").read_text())["config"]
+    assert (config["processes"], config["retries"], config["sweep"]) == (2, 0, [1, 2, 4])
+    with (run / "benchmark_results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(Counter(r["step"] for r in rows).items()) == [("1", 6), ("2", 6), ("3", 6)]
+    report = (run / "report.html").read_text()
+    assert 'id="sweep"' in report and 'data-chart="sweep-latency"' in report
+
+
+def test_impossible_options_exit_2(cli_env: dict[str, str], prompt_file: Path) -> None:
+    # What is impossible is checked where the options are parsed (test_fidelity); here, that
+    # the command says so and exits 2 before anything runs.
+    args = [str(prompt_file), "-m", "emulator/fast", "--sweep", "--concurrency", "2"]
+    args += ["--slo", "ttft_p42=1"]
+    result = _bench(args, cli_env)
+    assert result.returncode == 2 and "ttft_p42" in result.stderr, result.stderr

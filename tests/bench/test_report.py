@@ -45,6 +45,7 @@ def record(**overrides: Any) -> RequestRecord:
         "prompt_index": 0,
         "prompt": PROMPTS[0],
         "run": 1,
+        "step": None,
         "warmup": False,
         "status": "ok",
         "error": None,
@@ -371,3 +372,36 @@ def test_report_in_a_real_browser(tmp_path: Path, records: list[RequestRecord], 
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
     assert shot.exists() and shot.stat().st_size > 10_000
     assert time.monotonic() - started < 10
+
+
+def test_the_clients_lag_warning_retries_and_load_are_shown(records: list[RequestRecord]) -> None:
+    quiet = render(records)
+    assert 'id="lag-warning"' not in quiet and 'id="fact-retries">none' in quiet
+    retried = [*records[:-1], record(attempts=3, retry_wait_seconds=1.5)]
+    warning = "The client's event loop ran 30.0 ms late at p99 <b>"
+    html = render(
+        retried,
+        client={"loop_lag_p99_s": 0.03, "loop_lag_max_s": 0.05, "warning": warning},
+        config={"runs": 5, "concurrency": 16, "rate": 4.0, "arrivals": "poisson"},
+    )
+    assert 'id="lag-warning"' in html and "30.0 ms late at p99 &lt;b&gt;" in html
+    assert "1 request(s) retried" in html and "30.0 ms / 50.0 ms" in html
+    assert "4 requests/s, poisson arrivals (at most 16 in flight)" in html
+
+
+def test_a_sweep_gets_its_section() -> None:
+    steps = [
+        record(model=model, step=step, latency_seconds=0.5 * step, ttft_seconds=0.1 * step)
+        for step in (1, 2, 3)
+        for model in ("m/a", "m/b")
+        for _ in range(3)
+    ]
+    config = {"runs": 3, "concurrency": 4, "sweep": [1, 2, 4], "slo": {"latency_p99": 1.2}}
+    html = render_report(
+        summarize(steps, manifest(config=config).config), steps, manifest(config=config)
+    )
+    assert 'id="sweep"' in html and "m/a: 2" in html and "m/b: 2" in html  # the knees
+    assert len(re.findall(r'class="sweep-row', html)) == 6
+    latency = chart_svg(html, "sweep-latency")
+    assert latency.count('class="mark point"') == 12 and 'class="bound"' in latency
+    assert "sweep 1 → 2 → 4 (in flight)" in html

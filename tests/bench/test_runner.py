@@ -130,7 +130,7 @@ async def test_concurrency_overlaps_requests(
     window = max(r.offset_seconds + r.done_seconds for r in records)  # type: ignore[operator]
     serial = sum(r.done_seconds for r in records)  # type: ignore[misc]
     assert window < serial / 2
-    assert runner.lag.summary().loop_lag_max_s is not None
+    assert runner.lag().loop_lag_max_s is not None
 
 
 async def test_rate_paces_the_sends(bench_client: UpstreamClient) -> None:

@@ -16,7 +16,7 @@ from llm_gateway.bench import pipeline
 from llm_gateway.bench.documents import ACTIVE, RunEntry
 from llm_gateway.bench.jobs import JobSpec, cancellable
 from llm_gateway.bench.prompts import load_prompts
-from llm_gateway.bench.runner import BenchConfig
+from llm_gateway.bench.runner import BenchConfig, Load
 from llm_gateway.bench.store import REPORT, RESULTS_CSV, RUN_ID, RunDir
 from llm_gateway.errors import InvalidRequest, RunNotFound
 from llm_gateway.runtime import Runtime
@@ -82,7 +82,31 @@ async def run_benchmark(
     ],
     model: Annotated[list[str], Form(description="Model id; repeat or comma-separate.")],
     runs: Annotated[int, Form(ge=1, description="Requests per prompt per model.")] = 5,
-    concurrency: Annotated[int, Form(ge=1, description="Requests in flight at once.")] = 1,
+    concurrency: Annotated[
+        int | None,
+        Form(ge=1, description="Requests in flight at once (default 1; with `rate`, the cap)."),
+    ] = None,
+    rate: Annotated[
+        float | None, Form(gt=0, description="Send this many requests per second (open loop).")
+    ] = None,
+    arrivals: Annotated[
+        str, Form(description="With `rate`: `constant` or `poisson` arrivals.")
+    ] = "constant",
+    arrival_seed: Annotated[int | None, Form(description="Seed of Poisson arrivals.")] = None,
+    sweep: Annotated[
+        bool, Form(description="Step the load up, doubling to `concurrency` (or `rate`).")
+    ] = False,
+    sweep_start: Annotated[float, Form(gt=0, description="A sweep's first load.")] = 1.0,
+    slo: Annotated[
+        str | None, Form(description="A sweep's objective: `ttft_p99=0.5,latency_p99=5`.")
+    ] = None,
+    processes: Annotated[
+        int, Form(ge=1, description="Measuring processes (GATEWAY_BENCH_MAX_PROCESSES).")
+    ] = 1,
+    retries: Annotated[
+        int | None,
+        Form(ge=0, le=19, description="Retries per request; 0 measures the upstream as is."),
+    ] = None,
     max_tokens: Annotated[int | None, Form(ge=1)] = None,
     temperature: Annotated[float | None, Form(ge=0, le=2)] = None,
     stream: Annotated[bool, Form(description="Stream, to measure TTFT.")] = True,
@@ -95,9 +119,15 @@ async def run_benchmark(
     models = _models(model)
     if runs > settings.bench_max_runs:
         raise InvalidRequest(f"runs: at most {settings.bench_max_runs} (got {runs})")
-    if concurrency > settings.bench_max_concurrency:
+    if concurrency is not None and concurrency > settings.bench_max_concurrency:
         raise InvalidRequest(
-            f"concurrency: at most {settings.bench_max_concurrency} (got {concurrency})"
+            f"concurrency: at most {settings.bench_max_concurrency} (got {concurrency}); "
+            "the gateway measures on its own event loop (GATEWAY_BENCH_MAX_CONCURRENCY)"
+        )
+    if processes > settings.bench_max_processes:
+        raise InvalidRequest(
+            f"processes: at most {settings.bench_max_processes} (got {processes}; "
+            "GATEWAY_BENCH_MAX_PROCESSES)"
         )
     tokens = max_tokens or settings.max_tokens_default
     if tokens > settings.max_tokens_limit:
@@ -110,23 +140,31 @@ async def run_benchmark(
         max_prompts=settings.bench_max_prompts,
         max_prompt_chars=settings.max_prompt_chars,
     )
-    config = BenchConfig(
-        models=models,
-        prompts=prompts.prompts,
-        runs=runs,
-        concurrency=concurrency,
-        max_tokens=tokens,
-        temperature=temperature,
-        stream=stream,
-        warmup=warmup,
-        timeout=settings.bench_request_timeout,
-    )
-    if config.requests > settings.bench_max_requests:
-        raise InvalidRequest(
-            f"runs x prompts x models = {runs} x {len(prompts.prompts)} x {len(models)} = "
-            f"{config.requests} requests; the limit is {settings.bench_max_requests}"
+    load = Load(concurrency, rate, arrivals, arrival_seed, sweep, sweep_start, slo)
+    try:
+        config = BenchConfig(
+            models=models,
+            prompts=prompts.prompts,
+            runs=runs,
+            max_tokens=tokens,
+            temperature=temperature,
+            stream=stream,
+            warmup=warmup,
+            timeout=settings.bench_request_timeout,
+            processes=processes,
+            retries=retries,
+            **load.fields(rate_cap=settings.bench_max_concurrency),
         )
-    store, upstream = runtime.runs, _upstream(runtime)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    if config.requests * config.steps > settings.bench_max_requests:
+        steps = f" x {config.steps} steps" if config.steps > 1 else ""
+        raise InvalidRequest(
+            f"runs x prompts x models{' x steps' if steps else ''} = {runs} x "
+            f"{len(prompts.prompts)} x {len(models)}{steps} = {config.requests * config.steps} "
+            f"requests; the limit is {settings.bench_max_requests}"
+        )
+    store, upstream, target = runtime.runs, _upstream(runtime), runtime.bench_target
     if background:
         # A place in the queue (this process's, or the cluster's with Redis), then the run.
         async with runtime.jobs.admit() as place:
@@ -148,7 +186,7 @@ async def run_benchmark(
             store.create, status="running", models=models, total=config.total
         )
         result = await cancellable(
-            run, lambda: pipeline.execute(run, config, prompts, runtime.client, upstream)
+            run, lambda: pipeline.execute(run, config, prompts, target, upstream)
         )
     if result is None:
         summary = await asyncio.to_thread(run.summary)

@@ -358,3 +358,137 @@ def timeline_chart(records: Sequence[RequestRecord], colors: Mapping[str, str]) 
     legend, legend_h = _legend(items, bottom + 64)
     parts.append(legend)
     return _frame("timeline", "Latency over the run", bottom + 64 + legend_h, *parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One line of a sweep chart: a value per step (None where there is none)."""
+
+    label: str
+    color: str
+    values: Sequence[float | None]
+    dashed: bool = False
+
+
+def sweep_chart(
+    kind: str,
+    title: str,
+    axis_label: str,
+    loads: Sequence[str],
+    series: Sequence[Series],
+    *,
+    bounds: Sequence[tuple[float, str]] = (),
+    knee: int | None = None,
+) -> Markup:
+    """A line per series against the sweep's steps (evenly spaced: the loads double), from
+    zero; `bounds` are the SLO's limits (red dashed lines), `knee` the index of the step the
+    knee is at (a vertical line)."""
+    left, top, height = 70.0, 50.0, 240.0
+    bottom, right = top + height, WIDTH - 30.0
+    values = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
+    y = _scale(max([*values, *(b for b, _ in bounds)], default=0.0), bottom, top)
+    count = max(1, len(loads))
+    step_w = (right - left) / count
+
+    def x(index: int) -> float:
+        return left + step_w * (index + 0.5)
+
+    parts: list[Markup] = []
+    for tick in y.ticks:
+        parts.append(
+            _tag("line", {"x1": left, "x2": right, "y1": y(tick), "y2": y(tick), "class": "grid"})
+        )
+        parts.append(
+            _tag("text", {"x": left - 8, "y": y(tick) + 4, "text-anchor": "end"}, _tick_label(tick))
+        )
+    for i, load in enumerate(loads):
+        parts.append(_tag("text", {"x": x(i), "y": bottom + 16, "text-anchor": "middle"}, load))
+    parts.append(
+        _tag(
+            "text",
+            {"x": (left + right) / 2, "y": bottom + 36, "text-anchor": "middle", "class": "axis"},
+            "load (each step doubles it)",
+        )
+    )
+    parts.append(
+        _tag(
+            "text",
+            {
+                "x": 16,
+                "y": (top + bottom) / 2,
+                "class": "axis",
+                "text-anchor": "middle",
+                "transform": f"rotate(-90 16 {(top + bottom) / 2:.1f})",
+            },
+            axis_label,
+        )
+    )
+    for bound, label in bounds:
+        parts.append(
+            _tag(
+                "line",
+                {
+                    "class": "bound",
+                    "x1": left,
+                    "x2": right,
+                    "y1": y(bound),
+                    "y2": y(bound),
+                    "stroke": FAIL_COLOR,
+                    "stroke-dasharray": "6 4",
+                },
+                _tag("title", None, f"SLO: {label} {bound:g}"),
+            )
+        )
+        parts.append(
+            _tag(
+                "text",
+                {"x": right - 4, "y": y(bound) - 5, "text-anchor": "end", "style": FAIL_TEXT},
+                f"SLO {label}",
+            )
+        )
+    if knee is not None:
+        parts.append(
+            _tag(
+                "line",
+                {
+                    "class": "knee",
+                    "x1": x(knee),
+                    "x2": x(knee),
+                    "y1": top,
+                    "y2": bottom,
+                    "stroke": "#1d2330",
+                    "stroke-dasharray": "2 3",
+                },
+            )
+        )
+        parts.append(_tag("text", {"x": x(knee) + 4, "y": top + 12, "class": "note"}, "knee"))
+    for s in series:
+        points = [(x(i), y(v)) for i, v in enumerate(s.values) if v is not None]
+        if len(points) > 1:
+            path = "M" + "L".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(
+                _tag(
+                    "path",
+                    {
+                        "class": "mark line",
+                        "d": path,
+                        "fill": "none",
+                        "stroke": s.color,
+                        "stroke-width": 2,
+                        "stroke-dasharray": "5 3" if s.dashed else None,
+                    },
+                )
+            )
+        for i, v in enumerate(s.values):
+            if v is None:
+                continue
+            parts.append(
+                _tag(
+                    "circle",
+                    {"class": "mark point", "cx": x(i), "cy": y(v), "r": 3.2, "fill": s.color},
+                    _tag("title", None, f"{s.label} at {loads[i]}: {v:.4g}"),
+                )
+            )
+    legend, legend_h = _legend([(s.label, s.color) for s in series], bottom + 60)
+    parts.append(legend)
+    return _frame(kind, title, bottom + 60 + legend_h, *parts)

@@ -56,6 +56,18 @@ class Distribution(Document):
     p99: float | None = None
 
 
+class RetryStats(Document):
+    """What retrying cost a group: a request that needed several upstream calls counts once in
+    `requests_retried`; `attempts` counts every call, `failed_attempts` those that failed (the
+    upstream's own failure rate is failed_attempts / attempts, even when retries hid it from
+    `error_rate`), and `retry_wait_s` sums the time spent before the final attempts."""
+
+    requests_retried: int = 0
+    attempts: int = 0
+    failed_attempts: int = 0
+    retry_wait_s: float = 0.0
+
+
 class GroupStats(Document):
     """Counts and distributions for one group of requests: a run, a model, a prompt x model."""
 
@@ -70,6 +82,7 @@ class GroupStats(Document):
     tokens_per_s: Distribution | None = None
     output_tokens: int = 0
     cost_usd: float | None = None
+    retries: RetryStats = Field(default_factory=RetryStats)
 
 
 class _Cell(Document):
@@ -95,12 +108,64 @@ class _Shape(Document):
     prompts: int = 0
 
 
+class LagStats(Document):
+    """How late an event loop of the benchmark client ran callbacks that were due (seconds):
+    every `interval_s`, the wait of a callback beyond the timer's 1 ms grid (docs/metrics.md)."""
+
+    loop_lag_p50_s: float | None = None
+    loop_lag_p99_s: float | None = None
+    loop_lag_max_s: float | None = None
+    samples: int = 0
+
+
+class ClientLag(LagStats):
+    """The client's own timing health over the whole run (all its measuring loops together),
+    per sweep step, and the warning when it may have distorted the numbers."""
+
+    interval_s: float | None = None
+    processes: int | None = None  # event loops (one per process) that measured
+    warning: str | None = None
+    steps: list[LagStats] = Field(default_factory=list)  # per sweep step, in order
+
+
+class StepStats(GroupStats):
+    """One model (or all of them) at one step of a sweep."""
+
+    throughput: Throughput = Field(default_factory=Throughput)
+    goodput_per_s: float | None = None  # ok requests meeting every SLO bound, per second
+    slo_met: bool | None = None  # None when the sweep has no SLO
+    breaches: list[str] = Field(default_factory=list)  # the SLO bounds it broke, readable
+
+
+class SweepStep(StepStats):
+    """One step of a sweep: its load, the whole step, and each model."""
+
+    step: int = 0
+    concurrency: int | None = None  # closed loop: requests in flight
+    rate: float | None = None  # open loop: requests per second
+    loop_lag_p99_s: float | None = None
+    models: dict[str, StepStats] = Field(default_factory=dict)
+
+
+class Sweep(Document):
+    """`llm-gateway bench --sweep`: the load stepped up until the SLO broke, and the knee, the
+    highest load each model met the SLO at (every lower step met it too)."""
+
+    load: Literal["concurrency", "rate"] = "concurrency"
+    slo: dict[str, float] = Field(default_factory=dict)
+    steps: list[SweepStep] = Field(default_factory=list)
+    knee: dict[str, float | None] = Field(default_factory=dict)  # model -> load, None: never
+    stopped: str | None = None  # why it stopped before its last planned step
+
+
 class Summary(GroupStats, _Shape):
     """`summary.json`: the whole run (flattened in), then per model and per prompt x model."""
 
     throughput: Throughput = Field(default_factory=Throughput)
     models: dict[str, GroupStats] = Field(default_factory=dict)  # in the order first run
     per_prompt: list[PromptStats] = Field(default_factory=list)
+    client: ClientLag | None = None
+    sweep: Sweep | None = None
 
 
 class RunFiles(Document):
@@ -152,13 +217,12 @@ class RunConfig(Document):
     timeout: float | None = None
     order: str | None = None  # "round-robin" | "shuffled"
     shuffle_seed: int | None = None
-
-
-class ClientLag(Document):
-    """How late the benchmark client's own event loop ran its timers."""
-
-    loop_lag_max_s: float | None = None
-    loop_lag_p99_s: float | None = None
+    arrivals: str | None = None  # "closed" (concurrency) | "constant" | "poisson" (rate)
+    arrival_seed: int | None = None  # Poisson arrivals: the seed of their random gaps
+    processes: int | None = None  # measuring processes (1: one event loop)
+    retries: int | None = None  # retries per request (0: the upstream measured as it is)
+    sweep: list[float] | None = None  # the loads planned, in order (concurrency or rate)
+    slo: dict[str, float] | None = None
 
 
 class Manifest(Document):

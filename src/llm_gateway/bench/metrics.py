@@ -1,9 +1,15 @@
-"""One benchmark request, measured exactly as benchmark-metrics.md defines it.
+"""One benchmark request, measured exactly as docs/metrics.md defines it.
 
-Clock: `time.perf_counter_ns()`. `t0` is when the final (successful or last) attempt was sent;
-time spent on earlier attempts and their waits is `retry_wait_seconds`, so a model's latency is
-not inflated by our rate-limit luck, and the retries stay visible. Event times are taken when
-the bytes were read, not when the runner got round to them.
+Clock: `time.perf_counter_ns()`. `t0` is when the final (successful or last) attempt was
+written to its connection, as the client's send-time trace saw it (`WireLog`): waiting for a
+pooled or new connection is not latency. Time spent on earlier attempts and their waits is
+`retry_wait_seconds`, so a model's latency is not inflated by our rate-limit luck, and the
+retries stay visible. Event times are taken when the bytes were read (a stream's events by the
+stream, a whole answer by the trace), not when the runner got round to them.
+
+A failed request keeps the same reference: its `done_seconds` runs from its final attempt's t0,
+its `http_status` is the upstream's status for that attempt (None when no answer came), and a
+failure after a 2xx answer is a `midstream_error` even before the first token.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from llm_gateway.bench.stats import percentile
 from llm_gateway.errors import (
     GatewayError,
     UpstreamBadResponse,
+    UpstreamError,
     UpstreamRateLimited,
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from llm_gateway.upstream.client import UpstreamClient
+from llm_gateway.upstream.client import WIRE_LOG, UpstreamClient, WireLog
 from llm_gateway.upstream.completions import (
     Completion,
     StreamAccumulator,
@@ -64,6 +71,7 @@ class _Timing:
     the end (`done`), in ns since t0."""
 
     t0: int
+    opened: bool = False  # the final attempt's 2xx answer arrived (a stream or a whole body)
     done: int = 0
     first_token: int | None = None
     first_content: int | None = None
@@ -100,24 +108,30 @@ async def measure(
         "prompt_index": job.prompt_index,
         "prompt": job.prompt,
         "run": job.run,
+        "step": job.step,
         "warmup": job.warmup,
         "started_at": wall,
         "queue_seconds": _seconds(queue_ns),
     }
     timing = _Timing(t0=began)
+    wire = WireLog()
+    token = WIRE_LOG.set(wire)
     try:
         async with asyncio.timeout(timeout):
             if stream:
-                completion, attempts = await _streamed(client, job.payload, timing)
+                completion, attempts = await _streamed(client, job.payload, timing, wire)
             else:
                 completion, attempts = await _whole(client, job.payload, timing)
     except (GatewayError, TimeoutError) as exc:
+        ended = time.perf_counter_ns()
         error = (
             exc
             if isinstance(exc, GatewayError)
             else UpstreamTimeout(f"no complete answer within the {timeout:g}s per-request timeout")
         )
-        return _failed(base, error, timing, bench_start_ns=bench_start_ns)
+        return _failed(base, error, timing, wire, began=began, ended=ended, bench=bench_start_ns)
+    finally:
+        WIRE_LOG.reset(token)
     t0, done_ns = timing.t0, timing.done
     usage = completion.usage
     # Streams: the last token-bearing event; whole answers: the body fully read.
@@ -181,18 +195,27 @@ def _output_tokens(usage: Usage | None, events: int, text: str, *, stream: bool)
     return estimate, "estimated"
 
 
+def _arrival(item: Chunk, wire: WireLog) -> int:
+    """When the event's bytes arrived: the stream stamps each event when its read returned;
+    the wire log knows when the bytes of the latest read had arrived, which is this event's
+    read if it was not earlier (the read returns just before the stream takes its stamp)."""
+    if wire.batch_arrived_ns and item.received_ns >= wire.batch_read_ns:
+        return min(wire.batch_arrived_ns, item.received_ns)
+    return item.received_ns
+
+
 async def _streamed(
-    client: UpstreamClient, payload: dict[str, Any], timing: _Timing
+    client: UpstreamClient, payload: dict[str, Any], timing: _Timing, wire: WireLog
 ) -> tuple[Completion, int]:
     accumulator = StreamAccumulator()
     async with await client.stream(payload) as upstream:
-        timing.t0 = upstream.started_ns
+        timing.t0, timing.opened = upstream.started_ns, True
         async for item in upstream:
             if not isinstance(item, Chunk):
                 continue
             content, reasoning = accumulator.feed(item.data)
             if content or reasoning or _has_tool_calls(item.data):
-                timing.see(item.received_ns, content=bool(content))
+                timing.see(_arrival(item, wire), content=bool(content))
         timing.done = time.perf_counter_ns() - timing.t0
     return accumulator.result(), upstream.attempts
 
@@ -201,7 +224,7 @@ async def _whole(
     client: UpstreamClient, payload: dict[str, Any], timing: _Timing
 ) -> tuple[Completion, int]:
     reply = await client.complete(payload)
-    timing.t0 = reply.started_ns
+    timing.t0, timing.opened = reply.started_ns, True
     timing.done = reply.finished_ns - reply.started_ns
     timing.last_token = timing.done
     return parse_completion(reply.data), reply.attempts
@@ -211,22 +234,37 @@ def _failed(
     base: dict[str, Any],
     error: GatewayError,
     timing: _Timing,
+    wire: WireLog,
     *,
-    bench_start_ns: int,
+    began: int,
+    ended: int,
+    bench: int,
 ) -> RequestRecord:
-    """The record of a request that failed; what was measured before the failure is kept."""
-    started = timing.first_token is not None
+    """The record of a request that failed; what was measured before the failure is kept.
+
+    Its t0 is the final attempt's, as for a success: from the stream or answer when one was
+    opened, else from the wire log (the request written), else when the request began (no
+    request could be written, or the client does not trace send times).
+    """
+    sent = wire.sent_ns if wire.sent_ns >= began else began
+    t0 = timing.t0 if timing.opened else sent
+    status = wire.status
+    if status is None and timing.opened:
+        status = 200
+    if status is None and wire.requests == 0 and isinstance(error, UpstreamError):
+        status = error.upstream_status  # a client without the trace: the error's word for it
+    answered = status is not None and 200 <= status < 300
     return RequestRecord(
         **base,
-        status=classify(error, streaming_started=started),
+        status=classify(error, streaming_started=answered or timing.first_token is not None),
         error=f"{error.code}: {error.message}"[:500],
-        http_status=200 if started else error.status,
+        http_status=status,
         finish_reason=None,
-        offset_seconds=_seconds(timing.t0 - bench_start_ns),
+        offset_seconds=_seconds(t0 - bench),
         ttft_seconds=_seconds(timing.first_token) if timing.first_token is not None else None,
         ttfc_seconds=_seconds(timing.first_content) if timing.first_content is not None else None,
         latency_seconds=None,
-        done_seconds=_seconds(time.perf_counter_ns() - timing.t0),
+        done_seconds=_seconds(ended - t0),
         tokens_used=None,
         prompt_tokens=None,
         completion_tokens=None,
@@ -240,8 +278,8 @@ def _failed(
         inter_chunk_max_seconds=None,
         stalls=0,
         cost_usd=None,
-        attempts=error.attempts or 1,
-        retry_wait_seconds=0.0,
+        attempts=max(error.attempts, wire.requests, 1),
+        retry_wait_seconds=_seconds(t0 - began),
         provider=None,
         model_served=None,
         generation_id=None,

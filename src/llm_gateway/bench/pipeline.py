@@ -11,6 +11,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from llm_gateway.bench.documents import (
     ClientLag,
@@ -22,15 +23,19 @@ from llm_gateway.bench.documents import (
     Summary,
     UpstreamInfo,
 )
+from llm_gateway.bench.lag import verdict
 from llm_gateway.bench.prompts import PromptFile
 from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.report import render_report
 from llm_gateway.bench.runner import BenchConfig, Runner
 from llm_gateway.bench.stats import summarize
 from llm_gateway.bench.store import MANIFEST, REPORT, RESULTS_CSV, SUMMARY, RunDir
+from llm_gateway.bench.target import Target
 from llm_gateway.upstream.client import UpstreamClient
 
 logger = logging.getLogger("llm_gateway.bench")
+
+T = TypeVar("T")
 
 _VERSIONED = ("llm-gateway", "aiohttp", "fastapi", "uvicorn", "pydantic")
 FLUSH_S = 0.1  # measured rows reach the CSV at most this much later
@@ -93,18 +98,20 @@ async def execute(
     run: RunDir,
     config: BenchConfig,
     prompt_file: PromptFile,
-    client: UpstreamClient,
+    source: Target | UpstreamClient,
     upstream: Upstream,
     *,
     on_progress: Callable[[int, int, RequestRecord], None] | None = None,
 ) -> RunResult:
     """Run the benchmark into `run`; the files are complete even if it is cancelled.
 
+    `source` is where the requests go: a `Target` (the benchmark builds its own clients, in as
+    many processes as the config says) or a ready client (measured on this loop as it is).
     Every file is written from a thread, never on the event loop: rows are queued as requests
     finish and written in batches (`_keep`), statistics and the report when the run ends.
     """
-    meta = manifest(run, config, prompt_file, upstream)
-    runner = Runner(config, client)
+    runner = Runner(config, source)
+    meta = manifest(run, runner.config, prompt_file, upstream)
 
     def record(item: RequestRecord) -> None:
         run.add(item)
@@ -119,18 +126,25 @@ async def execute(
     except BaseException as exc:
         keeper.cancel()
         status: RunState = "interrupted" if isinstance(exc, asyncio.CancelledError) else "failed"
-        # Interrupted or failed: write what was measured. Should this task be cancelled again
-        # while it waits, the thread still writes everything (a thread cannot be cancelled, and
-        # the loop waits for its threads before it closes).
-        await asyncio.to_thread(
-            finish, run, runner.records, meta, status, client_lag=runner.lag.summary()
-        )
+        # Interrupted or failed: write what was measured.
+        await _to_the_end(finish, run, runner.records, meta, status, runner.lag())
         raise
     keeper.cancel()
-    summary = await asyncio.to_thread(
-        finish, run, runner.records, meta, "done", client_lag=runner.lag.summary()
-    )
+    summary = await _to_the_end(finish, run, runner.records, meta, "done", runner.lag())
     return result(run, summary, "done")
+
+
+async def _to_the_end(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a thread, waited for to its end even if this task is cancelled meanwhile
+    (the cancellation is raised after). A cancelled `to_thread` whose thread had not started
+    yet never runs: a run cancelled as it ended (a server stopping) kept an open results file,
+    no summary and a status stuck at "running"."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 def _begin(run: RunDir, meta: Manifest, total: int) -> None:
@@ -151,27 +165,31 @@ def finish(
     records: list[RequestRecord],
     meta: Manifest,
     status: RunState,
-    *,
     client_lag: ClientLag | None = None,
 ) -> Summary:
     """Write summary, manifest, report and final status for whatever was measured (blocking
-    file I/O and CPU: async code runs it in a thread)."""
+    file I/O and CPU: async code runs it in a thread). The client's lag comes from the run
+    (`client_lag`) or, re-rendering a stored run, from its manifest."""
     run.close()
-    summary = summarize(records)
+    summary = summarize(records, meta.config)
+    lag = verdict(client_lag or meta.client, summary)
+    summary = _with_lag(summary, lag)
     meta = meta.model_copy(
         update={
             "status": status,
-            "finished_at": _now(),
+            "finished_at": meta.finished_at or _now(),  # re-rendered: when it really ended
             "models_served": _served(records),
-            "client": client_lag or meta.client,
+            "client": lag,
         }
     )
     run.write_manifest(meta)
     run.write_summary(summary)
     run.write_report(render_report(summary, records, meta))
     measured = sum(1 for r in records if not r.warmup)
-    planned = (meta.config.runs or 0) * meta.prompt_file.prompts * len(meta.models)
-    total = planned or measured
+    steps = len(meta.config.sweep or ()) or 1
+    planned = (meta.config.runs or 0) * meta.prompt_file.prompts * len(meta.models) * steps
+    # A finished run did all it had to (a sweep that stopped early had no more to do).
+    total = measured if status == "done" else planned or measured
     run.end(status, done=measured, total=total, summary=summary)
     logger.info(
         "benchmark %s %s: %d/%d requests measured, %d failed",
@@ -182,6 +200,21 @@ def finish(
         summary.failed,
     )
     return summary
+
+
+def _with_lag(summary: Summary, lag: ClientLag) -> Summary:
+    """The summary with the client's lag, run-wide and in each sweep step."""
+    update: dict[str, object] = {"client": lag if lag.samples else None}
+    per_step = lag.steps or [lag]  # a single step's lag is the run's
+    if summary.sweep is not None and lag.samples:
+        steps = [
+            step.model_copy(update={"loop_lag_p99_s": per_step[step.step - 1].loop_lag_p99_s})
+            if step.step - 1 < len(per_step)
+            else step
+            for step in summary.sweep.steps
+        ]
+        update["sweep"] = summary.sweep.model_copy(update={"steps": steps})
+    return summary.model_copy(update=update)
 
 
 def _served(records: list[RequestRecord]) -> dict[str, list[str]]:

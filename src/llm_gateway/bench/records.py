@@ -29,14 +29,15 @@ class RequestRecord:
     prompt_index: int
     prompt: str
     run: int
+    step: int | None  # the sweep step (1, 2, ...) it belongs to; None outside a sweep
     warmup: bool
     status: str  # "ok" or an ErrorClass
     error: str | None
-    http_status: int | None
+    http_status: int | None  # the upstream's status of the final attempt; None without one
     finish_reason: str | None
     started_at: str  # wall clock (UTC, ISO 8601), only to correlate with logs
     offset_seconds: float  # t0 relative to the benchmark's start (the timeline)
-    queue_seconds: float  # waiting for a concurrency slot before t0
+    queue_seconds: float  # how late it was sent: its release time (rate) or slot, to the call
     ttft_seconds: float | None
     ttfc_seconds: float | None
     latency_seconds: float | None
@@ -92,7 +93,8 @@ class RequestRecord:
 
 @dataclass(slots=True)
 class Job:
-    """What to send, and where the request sits in the benchmark."""
+    """What to send, and where the request sits in the benchmark. `at`: when to send it, in
+    seconds from the start of its step (open-loop arrivals); None: as soon as a slot is free."""
 
     model: str
     prompt_index: int
@@ -100,3 +102,5 @@ class Job:
     payload: dict[str, Any]
     run: int
     warmup: bool = False
+    at: float | None = None
+    step: int | None = None

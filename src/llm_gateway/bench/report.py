@@ -20,8 +20,16 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from llm_gateway.bench import charts
-from llm_gateway.bench.documents import GroupStats, Manifest, RunConfig, Summary
+from llm_gateway.bench import charts, lag
+from llm_gateway.bench.documents import (
+    ClientLag,
+    GroupStats,
+    Manifest,
+    RunConfig,
+    StepStats,
+    Summary,
+    Sweep,
+)
 from llm_gateway.bench.records import RequestRecord
 
 DASH = "—"
@@ -198,6 +206,19 @@ def _streamed(config: RunConfig, measured: Sequence[RequestRecord]) -> bool:
     return any(r.ttft_seconds is not None for r in measured)
 
 
+def _load_text(config: RunConfig) -> str:
+    """How the load was shaped, in words: the concurrency, or the rate, or the sweep."""
+    if config.sweep:
+        kind = "requests/s" if config.rate is not None else "in flight"
+        return f"sweep {' → '.join(f'{v:g}' for v in config.sweep)} ({kind})"
+    if config.rate is not None:
+        return (
+            f"{config.rate:g} requests/s, {config.arrivals or 'constant'} arrivals "
+            f"(at most {_text(config.concurrency)} in flight)"
+        )
+    return _text(config.concurrency)
+
+
 def _manifest_rows(manifest: Manifest) -> list[tuple[str, list[tuple[str, str]]]]:
     """The manifest as (section, [(key, value)]) for a readable table."""
     upstream, prompts, client = manifest.upstream, manifest.prompt_file, manifest.client
@@ -226,7 +247,15 @@ def _manifest_rows(manifest: Manifest) -> list[tuple[str, list[tuple[str, str]]]
         ("Versions", [(k, _text(v)) for k, v in manifest.versions.items()]),
         (
             "Client event-loop lag",
-            [("max", fmt_ms(client.loop_lag_max_s)), ("p99", fmt_ms(client.loop_lag_p99_s))],
+            [
+                ("p50", fmt_ms(client.loop_lag_p50_s)),
+                ("p99", fmt_ms(client.loop_lag_p99_s)),
+                ("max", fmt_ms(client.loop_lag_max_s)),
+                ("samples", _text(client.samples or None)),
+                ("sampled every", fmt_ms(client.interval_s)),
+                ("measuring processes", _text(client.processes)),
+                ("warning", _text(client.warning)),
+            ],
         ),
     ]
     return [(name, rows) for name, rows in sections if rows]
@@ -260,6 +289,138 @@ def _charts(
         else None,
         "timeline": charts.timeline_chart(measured, colors) if measured else None,
     }
+
+
+def _load_label(sweep: Sweep, load: float | None) -> str:
+    if load is None:
+        return DASH
+    return f"{load:g}" if sweep.load == "concurrency" else f"{load:g}/s"
+
+
+def _step_row(stats: StepStats) -> dict[str, Any]:
+    latency, ttft = stats.latency, stats.ttft
+    return {
+        "requests": stats.requests,
+        "ok": stats.ok,
+        "failed": stats.failed,
+        "rps": stats.throughput.requests_per_s,
+        "tps": stats.throughput.output_tokens_per_s,
+        "goodput": stats.goodput_per_s,
+        "ttft_p50": ttft.p50 if ttft else None,
+        "ttft_p99": ttft.p99 if ttft else None,
+        "lat_p50": latency.p50 if latency else None,
+        "lat_p99": latency.p99 if latency else None,
+        "met": stats.slo_met,
+        "breaches": "; ".join(stats.breaches),
+    }
+
+
+def _sweep(sweep: Sweep | None, models: list[str], streamed: bool) -> dict[str, Any] | None:
+    """The sweep section: a row per step and model, the knees, and the charts against load."""
+    if sweep is None or not sweep.steps:
+        return None
+    colors = charts.model_colors(models)
+    loads = [
+        _load_label(sweep, step.concurrency if sweep.load == "concurrency" else step.rate)
+        for step in sweep.steps
+    ]
+    rows = []
+    for step, load in zip(sweep.steps, loads, strict=True):
+        for i, (model, stats) in enumerate(step.models.items()):
+            rows.append(
+                {
+                    "load": load,
+                    "first": i == 0,
+                    "span": len(step.models),
+                    "lag_p99": step.loop_lag_p99_s,
+                    "model": model,
+                    **_step_row(stats),
+                }
+            )
+
+    def per_model(metric: str, stat: str, label: str, dashed: bool) -> list[charts.Series]:
+        series = []
+        for model in models:
+            values = []
+            for step in sweep.steps:
+                stats = step.models.get(model)
+                distribution = getattr(stats, metric) if stats is not None else None
+                values.append(getattr(distribution, stat) if distribution is not None else None)
+            if any(v is not None for v in values):
+                series.append(charts.Series(f"{model} {label}", colors[model], values, dashed))
+        return series
+
+    def bounds(metric: str) -> list[tuple[float, str]]:
+        return [(v, k) for k, v in sweep.slo.items() if k.startswith(metric + "_")]
+
+    knees = [sweep.knee.get(m) for m in models]
+    knee_index = None
+    if len(models) == 1 and knees[0] is not None:
+        for i, step in enumerate(sweep.steps):
+            if (step.concurrency if sweep.load == "concurrency" else step.rate) == knees[0]:
+                knee_index = i
+    throughput = []
+    for model in models:
+        rps = [
+            s.models[model].throughput.requests_per_s if model in s.models else None
+            for s in sweep.steps
+        ]
+        throughput.append(charts.Series(f"{model} requests/s", colors[model], rps))
+        if sweep.slo:
+            good = [
+                s.models[model].goodput_per_s if model in s.models else None for s in sweep.steps
+            ]
+            throughput.append(charts.Series(f"{model} goodput/s", colors[model], good, True))
+    latency = per_model("latency", "p50", "p50", False) + per_model("latency", "p99", "p99", True)
+    ttft = per_model("ttft", "p50", "p50", False) + per_model("ttft", "p99", "p99", True)
+    return {
+        "load": sweep.load,
+        "slo": ", ".join(f"{k} = {v:g}" for k, v in sweep.slo.items()),
+        "knees": [
+            {"model": m, "knee": _load_label(sweep, k)} for m, k in zip(models, knees, strict=True)
+        ]
+        if sweep.slo
+        else [],
+        "stopped": sweep.stopped,
+        "rows": rows,
+        "charts": {
+            "latency": charts.sweep_chart(
+                "sweep-latency",
+                "Latency against load (p50 solid, p99 dashed)",
+                "latency (s)",
+                loads,
+                latency,
+                bounds=bounds("latency"),
+                knee=knee_index,
+            )
+            if latency
+            else None,
+            "ttft": charts.sweep_chart(
+                "sweep-ttft",
+                "Time to first token against load (p50 solid, p99 dashed)",
+                "TTFT (s)",
+                loads,
+                ttft,
+                bounds=bounds("ttft"),
+                knee=knee_index,
+            )
+            if streamed and ttft
+            else None,
+            "throughput": charts.sweep_chart(
+                "sweep-throughput",
+                "Throughput against load (requests/s solid, goodput dashed)",
+                "requests per second",
+                loads,
+                throughput,
+                knee=knee_index,
+            ),
+        },
+    }
+
+
+def _client(summary: Summary, manifest: Manifest) -> ClientLag:
+    """The client's lag: the summary's (with its warning), else what the manifest recorded."""
+    return summary.client or manifest.client
 
 
 @cache
@@ -305,7 +466,7 @@ def render_report(summary: Summary, records: Sequence[RequestRecord], manifest: 
             models_requested=_text(manifest.models or models),
             prompt_count=_text(manifest.prompt_file.prompts or summary.prompts),
             runs=_text(config.runs if config.runs is not None else summary.runs),
-            concurrency=_text(config.concurrency),
+            load=_load_text(config),
             streamed=streamed,
             warmup_excluded=len(records) - len(measured),
             overall=_group_row(summary),
@@ -316,6 +477,11 @@ def render_report(summary: Summary, records: Sequence[RequestRecord], manifest: 
             failures=failures[:MAX_FAILURES],
             failures_hidden=max(0, len(failures) - MAX_FAILURES),
             manifest_sections=_manifest_rows(manifest),
-            client=manifest.client,
+            client=_client(summary, manifest),
+            retries=summary.retries,
+            sweep=_sweep(summary.sweep, models, streamed),
+            lag_interval=lag.INTERVAL_S,
+            lag_floor=lag.WARN_FLOOR_S,
+            lag_fraction=lag.WARN_FRACTION,
         )
     )

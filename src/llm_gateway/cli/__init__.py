@@ -21,7 +21,6 @@ from rich.table import Table
 
 from llm_gateway.api.generate import answer_body
 from llm_gateway.bench.prompts import load_prompts
-from llm_gateway.bench.runner import BenchConfig
 from llm_gateway.config import Settings
 from llm_gateway.errors import ConfigError, GatewayError
 from llm_gateway.generation import Delta, Done, Generated, build_payload, generate, relay
@@ -248,9 +247,41 @@ def bench(
         list[str], typer.Option("--model", "-m", help="Model id; repeat for several.")
     ],
     runs: Annotated[int, typer.Option(min=1, help="Requests per prompt per model.")] = 5,
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 1,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Requests in flight at once (default 1; with --rate, the cap: 256)."
+        ),
+    ] = None,
     rate: Annotated[
-        float | None, typer.Option(min=0.001, help="Pace requests to N per second.")
+        float | None, typer.Option(min=0.001, help="Send N requests per second (open loop).")
+    ] = None,
+    arrivals: Annotated[
+        str, typer.Option(help="With --rate: constant (1/N s apart) or poisson.")
+    ] = "constant",
+    arrival_seed: Annotated[
+        int | None, typer.Option(help="Seed of Poisson arrivals (default: random, recorded).")
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Step the load up, doubling from --sweep-start to --concurrency (or --rate), "
+            "until the SLO breaks.",
+        ),
+    ] = False,
+    sweep_start: Annotated[float, typer.Option(min=0.001, help="A sweep's first load.")] = 1.0,
+    slo: Annotated[
+        str | None,
+        typer.Option(help="A sweep's objective, e.g. ttft_p99=0.5,latency_p99=5,error_rate=0.01"),
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Measuring processes (default: one per 128 in flight)."),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(min=0, max=19, help="Retries per request (0: none; default: the gateway's)."),
     ] = None,
     max_tokens: Annotated[int, typer.Option(min=1)] = 512,
     temperature: Annotated[float | None, typer.Option(min=0, max=2)] = None,
@@ -275,7 +306,8 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmark models on a prompt file: live progress, a summary table, stored results."""
-    from llm_gateway.cli.bench import run_bench
+    from llm_gateway.bench.runner import Load
+    from llm_gateway.cli.bench import build_config, run_bench
 
     settings = _settings()
     try:
@@ -289,19 +321,24 @@ def bench(
     except GatewayError as exc:
         err.print(f"[red]{prompt_file}:[/red] {exc.message}")
         raise typer.Exit(EXIT_USAGE) from exc
-    config = BenchConfig(
-        models=tuple(dict.fromkeys(m.strip() for m in model if m.strip())),
-        prompts=prompts.prompts,
-        runs=runs,
-        concurrency=concurrency,
-        rate=rate,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        stream=not no_stream,
-        warmup=warmup,
-        timeout=timeout,
-        shuffle_seed=shuffle_seed,
-    )
+    try:
+        config = build_config(
+            models=tuple(dict.fromkeys(m.strip() for m in model if m.strip())),
+            prompts=prompts.prompts,
+            runs=runs,
+            load=Load(concurrency, rate, arrivals, arrival_seed, sweep, sweep_start, slo),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=not no_stream,
+            warmup=warmup,
+            timeout=timeout,
+            shuffle_seed=shuffle_seed,
+            processes=processes,
+            retries=retries,
+        )
+    except ValueError as exc:
+        err.print(f"[red]Invalid options:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
     code = run_bench(
         settings,
         config,

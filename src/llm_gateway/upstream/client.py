@@ -8,14 +8,19 @@ completions). Nothing above this module sees an aiohttp type.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp.client_proto import ResponseHandler
 
 from llm_gateway.errors import (
     UpstreamBadResponse,
@@ -58,7 +63,8 @@ class Reply:
     raw: bytes
     attempts: int
     generation_id: str | None
-    # perf_counter_ns() when the successful attempt was sent, and when its body was read.
+    # perf_counter_ns() when the successful attempt was sent, and when its body was read (as
+    # written to and read from the connection when the client traces send times).
     started_ns: int
     finished_ns: int
 
@@ -91,6 +97,149 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int, what: str)
     return b"".join(chunks)
 
 
+@dataclass(slots=True)
+class WireLog:
+    """What a client made with `trace_send_times=True` saw on the wire during the calls made
+    while this log is current in the calling task (`WIRE_LOG.set(log)`), in perf_counter_ns():
+    when the latest request was written to its connection (after any wait for a pooled or new
+    connection), the status of its response, and when its body was fully read (`read()`).
+    Each attempt overwrites the previous one's values, so after a call they describe its final
+    attempt; `requests` counts the requests written. The benchmark sets one per measured
+    request; nothing else pays for the tracing.
+
+    Arrivals, not reads: `read_ns` is when the last bytes of a whole body arrived (its
+    connection's latest `data_received`, in the loop's I/O phase); for a stream,
+    `batch_read_ns` is when the latest read of its body returned and `batch_arrived_ns` when
+    the first bytes that read returned had arrived. When many answers land at once, each task
+    reads its own after the others, but they all arrived together."""
+
+    sent_ns: int = 0
+    status: int | None = None
+    read_ns: int = 0
+    requests: int = 0
+    batch_read_ns: int = 0
+    batch_arrived_ns: int = 0
+    connection: Any = field(default=None, repr=False)  # the final attempt's protocol
+
+
+class _ArrivalStampedProtocol(ResponseHandler):
+    """A traced client's connection: notes when its latest bytes arrived."""
+
+    arrived_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.arrived_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+
+def _stamped_protocol(loop: asyncio.AbstractEventLoop) -> ResponseHandler:
+    return _ArrivalStampedProtocol(loop=loop)
+
+
+class _ArrivalStampedConnector(aiohttp.TCPConnector):
+    """Makes its connections with `_ArrivalStampedProtocol` (the loop keeps the protocol's
+    `data_received` from the start, so it must be the protocol's class from the start)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._factory = functools.partial(_stamped_protocol, loop=self._loop)
+
+
+# The first bytes fed to a traced stream's reader since its last read: reader id -> ns.
+_ARRIVED: dict[int, int] = {}
+
+
+class _ArrivalStampedReader(aiohttp.StreamReader):
+    """A stream body's reader that remembers when its unread bytes started arriving. Installed
+    by swapping the class of the response's reader (same slots, no new state: it lives in
+    `_ARRIVED`), so the connection that feeds it is left alone."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        if data:
+            _ARRIVED.setdefault(id(self), time.perf_counter_ns())
+        return super().feed_data(data, size)
+
+    async def readany(self) -> bytes:
+        data = await super().readany()
+        arrived = _ARRIVED.pop(id(self), 0)
+        log = WIRE_LOG.get()
+        if log is not None:
+            log.batch_read_ns = now = time.perf_counter_ns()
+            log.batch_arrived_ns = arrived or now
+        return data
+
+
+WIRE_LOG: ContextVar[WireLog | None] = ContextVar("llm_gateway_wire_log", default=None)
+
+
+async def _on_headers_sent(_session: object, ctx: SimpleNamespace, _params: object) -> None:
+    # aiohttp buffers the headers to send them with the first body chunk: a request without a
+    # body goes out now, one with a body when `_on_chunk_sent` runs.
+    log = WIRE_LOG.get()
+    if log is not None:
+        log.sent_ns, log.status, log.read_ns = time.perf_counter_ns(), None, 0
+        log.requests += 1
+        ctx.first_chunk = True
+
+
+async def _on_chunk_sent(_session: object, ctx: SimpleNamespace, _params: object) -> None:
+    log = WIRE_LOG.get()
+    if log is not None and getattr(ctx, "first_chunk", False):
+        ctx.first_chunk = False
+        log.sent_ns = time.perf_counter_ns()  # just before the socket write
+
+
+async def _on_request_end(
+    _session: object, _ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    log = WIRE_LOG.get()
+    if log is None:
+        return
+    response = params.response
+    log.status = response.status
+    # aiohttp's own reference: a body that came with the headers has already released the
+    # connection, but its protocol still knows when those bytes arrived.
+    protocol = getattr(response, "_protocol", None)
+    if response.content.is_eof():  # the whole body is here: its arrival cannot change now
+        log.read_ns = getattr(protocol, "arrived_ns", 0)
+    log.connection = protocol
+    reader = response.content
+    if response.content_type == "text/event-stream" and type(reader) is aiohttp.StreamReader:
+        _ARRIVED.pop(id(reader), None)  # a reader this id belonged to before
+        # An aiohttp whose reader differs refuses the swap: events are then stamped when read.
+        with suppress(TypeError):
+            reader.__class__ = _ArrivalStampedReader
+
+
+async def _on_body_read(_session: object, _ctx: SimpleNamespace, _params: object) -> None:
+    log = WIRE_LOG.get()
+    if log is not None:
+        arrived = log.read_ns or getattr(log.connection, "arrived_ns", 0)
+        log.read_ns = arrived if arrived >= log.sent_ns > 0 else time.perf_counter_ns()
+
+
+def _send_time_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_on_headers_sent)
+    trace.on_request_chunk_sent.append(_on_chunk_sent)
+    trace.on_request_end.append(_on_request_end)
+    trace.on_response_chunk_received.append(_on_body_read)
+    return trace
+
+
+def _sent_at(fallback: int) -> int:
+    """When the final attempt was written, from the current wire log; else `fallback`."""
+    log = WIRE_LOG.get()
+    return log.sent_ns if log is not None and log.sent_ns >= fallback else fallback
+
+
+def _read_at(fallback: int) -> int:
+    log = WIRE_LOG.get()
+    return log.read_ns if log is not None and log.read_ns else fallback
+
+
 class BaseClient:
     """Sends requests to an OpenAI-compatible base URL with the key set once in the headers."""
 
@@ -105,6 +254,7 @@ class BaseClient:
         headers: dict[str, str] | None = None,
         secrets: Iterable[str] = (),
         max_bytes: int = 64 * 1024 * 1024,
+        trace_send_times: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
@@ -119,18 +269,20 @@ class BaseClient:
             **(headers or {}),
         }
         self._pool_size = pool_size
+        # Trace hooks cost on every request: only the benchmark's own clients have them.
+        self._trace_send_times = trace_send_times
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         # Made on first use because an aiohttp session must be created inside a running loop.
         if self._session is None:
+            connector = _ArrivalStampedConnector if self._trace_send_times else aiohttp.TCPConnector
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(
-                    limit=self._pool_size, limit_per_host=0, ttl_dns_cache=300
-                ),
+                connector=connector(limit=self._pool_size, limit_per_host=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+                trace_configs=[_send_time_trace()] if self._trace_send_times else None,
             )
         return self._session
 
@@ -200,6 +352,7 @@ class BaseClient:
                         headers={"Accept": "text/event-stream"},
                         allow_redirects=False,
                     )
+                started = _sent_at(started)
                 if response.status >= 300:
                     body = await self._error_body(response)
                     raise error_from_response(response.status, body, response.headers)
@@ -286,7 +439,7 @@ class UpstreamClient(BaseClient):
             return await self._request_json("POST", "/chat/completions", data=encoded)
 
         (data, raw, headers), attempts = await self._retried(send, "POST /chat/completions", body)
-        finished = time.perf_counter_ns()
+        started, finished = _sent_at(started), _read_at(time.perf_counter_ns())
         error = inband_error(data)
         if error is not None:
             error.attempts = attempts
