@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -217,7 +217,9 @@ async def _streamed(
             if content or reasoning or _has_tool_calls(item.data):
                 timing.see(_arrival(item, wire), content=bool(content))
         timing.done = time.perf_counter_ns() - timing.t0
-    return accumulator.result(), upstream.attempts
+    completion = accumulator.result()
+    # Each chunk was scrubbed; a secret split across two chunks is whole only in the answer.
+    return replace(completion, text=client.redact.content(completion.text)), upstream.attempts
 
 
 async def _whole(
