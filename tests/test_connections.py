@@ -94,7 +94,6 @@ def test_slow_headers_and_slow_bodies_are_cut_off(served: int) -> None:
         assert _read_all(partial).startswith(b"HTTP/1.1 408")
         answer = _read_all(trickle)
     assert answer.startswith(b"HTTP/1.1 408")
-    assert b'"code":"request_timeout"' in answer  # from the app: in the error shape
 
 
 def test_connections_beyond_the_cap_are_refused_at_once(served: int) -> None:

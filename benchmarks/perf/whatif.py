@@ -17,8 +17,9 @@ from endpoints import Target
 from fmt import ms, rps
 from measure import Runner
 from result import Options, WhatifRow
-from services import INSTANT, Servers
 from stack import context_switches
+
+from services import INSTANT, Servers
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,22 @@ class Variant:
 # one attempt prices what is left of it on the happy path.
 ACCESS_LOG_OFF = {"GATEWAY_LOG_LEVEL": "WARNING"}
 RETRY_OFF = {"GATEWAY_RETRY_ATTEMPTS": "1"}
-MIDDLEWARE = ("MetricsMiddleware", "BodyLimitMiddleware", "AccessLogMiddleware")
+MIDDLEWARE = (
+    "MetricsMiddleware",
+    "BodyLimitMiddleware",
+    "AccessLogMiddleware",
+    "CancelOnDisconnect",
+    "BrowserGuard",
+    "LoopbackOnly",
+)
 VARIANTS = (
     Variant("as served (everything on)"),
     Variant("access log off (GATEWAY_LOG_LEVEL=WARNING)", env=ACCESS_LOG_OFF),
     Variant("metrics middleware off", drop=("MetricsMiddleware",)),
     Variant("body-limit middleware off", drop=("BodyLimitMiddleware",)),
     Variant("access-log middleware off", drop=("AccessLogMiddleware",)),
+    Variant("disconnect watch off", drop=("CancelOnDisconnect",)),
+    Variant("browser and loopback guards off", drop=("BrowserGuard", "LoopbackOnly")),
     Variant("retry loop off (GATEWAY_RETRY_ATTEMPTS=1)", env=RETRY_OFF),
     Variant("all of the above off", env={**ACCESS_LOG_OFF, **RETRY_OFF}, drop=MIDDLEWARE),
 )

@@ -94,11 +94,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = True) -> Fast
     # CORS -> keys -> inbound limits -> body limit -> hot routes -> FastAPI's router.
     admission = Admission(settings.max_in_flight, metrics)
     app.add_middleware(HotRoutes, routes=HOT_ROUTES, admission=admission)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_bytes=settings.max_body_bytes,
-        body_timeout=settings.body_timeout,
-    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.rate_limit or settings.max_concurrent_per_key:
         app.add_middleware(InboundLimitMiddleware, keys=inbound)
     if inbound:

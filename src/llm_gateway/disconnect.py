@@ -31,6 +31,12 @@ logger = logging.getLogger("llm_gateway.errors")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
+# How long a request runs before its client is watched. Nearly every answer is out sooner, and
+# a watcher (a task reading `receive`) started for every request cost a fifth of the gateway's
+# throughput; a client that leaves a longer request (a stream, a slow model, a benchmark) is
+# noticed at most this much later.
+WATCH_AFTER_S = 0.05
+
 
 class _Listener:
     """Reads `receive` for the app until the body is in, then listens for the disconnect."""
@@ -38,9 +44,11 @@ class _Listener:
     __slots__ = (
         "_app_waiting",
         "_gone",
+        "_keep_body",
         "_receive",
         "_stash",
         "_task",
+        "_timer",
         "_watcher",
         "finished",
         "left_mid_upload",
@@ -51,6 +59,8 @@ class _Listener:
         self._task = task
         self._stash: deque[Message] = deque()
         self._watcher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._keep_body = False
         self._gone = False
         self._app_waiting: asyncio.Event | None = None
         self.finished = False  # the whole answer has been handed to the server
@@ -61,10 +71,19 @@ class _Listener:
         return self._gone and not self.finished
 
     def listen(self, *, keep_body: bool = False) -> None:
-        """Start listening; `keep_body` keeps a body message read meanwhile for the app (a
-        request without a body still has its one empty body message to deliver)."""
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(self._watch(keep_body))
+        """Listen from WATCH_AFTER_S on, unless the answer is out by then; `keep_body` keeps a
+        body message read meanwhile for the app (a request without a body still has its one
+        empty body message to deliver)."""
+        if self._watcher is None and self._timer is None:
+            self._keep_body = keep_body
+            self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch_now)
+
+    def _watch_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._watcher is None and not self.finished:
+            self._watcher = asyncio.ensure_future(self._watch(self._keep_body))
 
     async def _watch(self, keep_body: bool) -> None:
         while (message := await self._receive())["type"] != "http.disconnect":
@@ -83,6 +102,8 @@ class _Listener:
 
     async def receive(self) -> Message:
         """What the app gets for `receive()`."""
+        if self._timer is not None:  # the app asks before the watch began: begin it now
+            self._watch_now()
         if self._watcher is None:
             message = await self._receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
@@ -97,6 +118,8 @@ class _Listener:
         return self._stash.popleft() if self._stash else _DISCONNECT
 
     def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._watcher is not None:
             self._watcher.cancel()
 

@@ -18,7 +18,6 @@ GatewayError                    500 internal_error          base; never raised i
 │   │   ├── RunNotFound         404 benchmark_not_found     no such benchmark run (or file)
 │   │   └── ModelNotFound       404 model_not_found         no such model in the catalogue
 │   ├── MethodNotAllowed        405 method_not_allowed      `Allow` says what is
-│   ├── RequestTimeout          408 request_timeout         a body too slow (GATEWAY_BODY_TIMEOUT)
 │   ├── PayloadTooLarge         413 payload_too_large       GATEWAY_MAX_BODY_BYTES
 │   ├── TooManyJobs             429 too_many_jobs           GATEWAY_BENCH_MAX_JOBS
 │   ├── RateLimited             429 rate_limited            GATEWAY_RATE_LIMIT, per inbound key
@@ -175,15 +174,6 @@ class MethodNotAllowed(ClientError):
 
     def headers(self) -> dict[str, str]:
         return {"Allow": ", ".join(self.allow)}
-
-
-class RequestTimeout(ClientError):
-    status = 408
-    code = "request_timeout"
-
-    def headers(self) -> dict[str, str]:
-        # The rest of the body may still be on its way: the connection cannot be reused.
-        return {"Connection": "close"}
 
 
 class PayloadTooLarge(ClientError):

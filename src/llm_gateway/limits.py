@@ -1,31 +1,27 @@
-"""The request body limits: 413 as soon as a body is known to be too large, before it is read;
-408 when it takes too long to arrive.
+"""The request body limit: 413 as soon as a body is known to be too large, before it is read.
 
 A declared `Content-Length` over the limit is refused without reading a byte; a body sent
-without one (chunked) is counted as it arrives and refused the moment it passes the limit. A
-body still incomplete `body_timeout` seconds after the app first asked for it is refused too:
-a client trickling a body a byte at a time would otherwise hold its connection for ever.
+without one (chunked) is counted as it arrives and refused the moment it passes the limit.
+(How long a body may take to arrive is the server's business: `server.py`.)
 (Starlette's own body-limit middleware answers in plain text from outside our middleware,
 so the answer would lose the error shape, the request id and the access-log line.)
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.asgi import route_path
-from llm_gateway.errors import PayloadTooLarge, RequestTimeout
+from llm_gateway.errors import PayloadTooLarge
 from llm_gateway.rendering import CarriedError, send_error
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, body_timeout: float) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.body_timeout = body_timeout
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine: a request let through gets the app's own awaitable, so this keeps
@@ -37,30 +33,15 @@ class BodyLimitMiddleware:
             error = PayloadTooLarge(self._message(f"is {declared} bytes"))
             return send_error(send, error, path=route_path(scope))
         received = 0
-        deadline: float | None = None
-        complete = False
 
         async def counted() -> Message:
-            nonlocal received, deadline, complete
-            if complete:  # after the body: waiting for a disconnect, which has no deadline
-                return await receive()
-            if deadline is None:
-                deadline = asyncio.get_running_loop().time() + self.body_timeout
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                slow = RequestTimeout(
-                    f"The request body did not arrive within {self.body_timeout:g} s "
-                    "(GATEWAY_BODY_TIMEOUT)."
-                )
-                raise CarriedError(slow) from None
+            nonlocal received
+            message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     error = PayloadTooLarge(self._message(f"passed {self.max_bytes} bytes"))
                     raise CarriedError(error)
-                complete = not message.get("more_body", False)
             return message
 
         return self.app(scope, counted, send)

@@ -5,13 +5,14 @@ forever: 300 connections sending a header line every few seconds (slowloris) sta
 indefinitely. Here:
 - `GATEWAY_HEADER_TIMEOUT`: a connection whose request headers are not complete this long
   after it opened (or after the previous answer) is answered 408 and closed;
-- `GATEWAY_BODY_TIMEOUT`: the app's own limit on reading a body (`limits.py`);
+- `GATEWAY_BODY_TIMEOUT`: a request's body must be all in this long after its head, else 408
+  and the connection is closed;
 - `GATEWAY_MAX_CONNECTIONS`: uvicorn's `limit_concurrency`, beyond which new connections are
   answered 503 at once; the open-file limit is raised to fit it;
 - `GATEWAY_KEEPALIVE_TIMEOUT`: how long an idle keep-alive connection is kept.
 
 Running the app under uvicorn directly (`uvicorn --factory llm_gateway.app:create_app`) keeps
-every other guard, but not the header timeout, which lives in the server.
+every other guard, but not these connection limits, which live in the server.
 
 `serve(..., workers=N)` with N > 1 runs N worker processes on one port (uvicorn's supervisor,
 each worker a fresh interpreter that builds the app from the environment: `worker_app`).
@@ -57,29 +58,35 @@ MAX_HEAD_BYTES = 64 * 1024
 _END_OF_HEAD = b"\r\n\r\n"
 
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
+class LimitedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on what a client may take before it is served.
 
     - A request's head (request line and headers) must be complete within `header_timeout`
       seconds of its first byte (or of the connection, for a client that sends nothing), and
       hold at most MAX_HEAD_BYTES: else 408 or 431, and the connection is closed.
+    - Its body, if it has one, must be all in within `body_timeout` seconds of its head: else
+      408 and the connection is closed (a client trickling a body a byte at a time).
     - Between requests, bytes that do not make one (blank lines, or the rest of a body the
       gateway answered without reading) stop uvicorn's keep-alive timer; so after an answer
       the next request's head must begin and end within the keep-alive time plus
       `header_timeout`, whatever trickles in meanwhile.
 
-    A module-level class (not one built per call) so that the server config can be pickled to
+    One timer per connection phase, in the server: no cost per `receive` in the app. A
+    module-level class (not one built per call) so that the server config can be pickled to
     the worker processes.
     """
 
-    _header_timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
     _reading_head = False
     _head_tail = b""
 
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, header_timeout: float, body_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._header_seconds = header_timeout
+        self._body_seconds = body_timeout
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -101,15 +108,27 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._disarm()
         self._reading_head = False
         super().on_headers_complete()
+        if _has_body(self.headers):
+            self._arm(self._body_seconds)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete:
+            self._after_answer()  # answered before its body was all in
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self._header_timer is None:
-            self._arm(self.timeout_keep_alive + self._header_seconds)
+        if self._timer is None:  # else the body is still coming: its own timer runs
+            self._after_answer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def _after_answer(self) -> None:
+        if not self.transport.is_closing():
+            self._arm(self.timeout_keep_alive + self._header_seconds)
 
     def _start_head(self) -> None:
         self._reading_head, self._head_bytes, self._head_tail = True, 0, b""
@@ -125,13 +144,13 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         return self._head_bytes > MAX_HEAD_BYTES
 
     def _arm(self, seconds: float) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(seconds, self._refuse, _TIMED_OUT)
+        if self._timer is None:
+            self._timer = self.loop.call_later(seconds, self._refuse, _TIMED_OUT)
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _refuse(self, answer: bytes) -> None:
         self._disarm()
@@ -140,9 +159,22 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def header_timeout_protocol(seconds: float) -> Callable[..., HeaderTimeoutProtocol]:
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+def limited_protocol(settings: Settings) -> Callable[..., LimitedHttpProtocol]:
     """The protocol factory uvicorn builds connections with (picklable)."""
-    return functools.partial(HeaderTimeoutProtocol, header_timeout=seconds)
+    return functools.partial(
+        LimitedHttpProtocol,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
 
 
 def raise_open_file_limit(wanted: int) -> None:
@@ -168,7 +200,7 @@ def uvicorn_config(
         port=port,
         factory=workers > 1,
         workers=workers,
-        http=header_timeout_protocol(settings.header_timeout),  # type: ignore[arg-type]
+        http=limited_protocol(settings),  # type: ignore[arg-type]
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keepalive_timeout,
         access_log=False,

@@ -33,7 +33,7 @@ async def test_a_declared_size_over_the_limit_is_refused_unread() -> None:
     async def app(_scope: Scope, _receive: Receive, _send: Send) -> None:
         raise AssertionError("the app must not run")
 
-    limit = BodyLimitMiddleware(app, max_bytes=10, body_timeout=5)
+    limit = BodyLimitMiddleware(app, max_bytes=10)
     await limit(_scope((b"content-length", b"11"), path="/v1/chat/completions"), receive, send)
     assert reads == 0
     assert sent[0]["status"] == 413
@@ -57,7 +57,7 @@ async def test_a_chunked_body_is_refused_when_it_passes_the_limit() -> None:
         await receive()
 
     with pytest.raises(CarriedError) as refused:
-        await BodyLimitMiddleware(app, max_bytes=10, body_timeout=5)(_scope(), receive, send)
+        await BodyLimitMiddleware(app, max_bytes=10)(_scope(), receive, send)
     assert got == [b"a" * 6]  # the first piece was within the limit
     assert isinstance(refused.value.error, PayloadTooLarge)
     assert refused.value.status_code == 413
@@ -75,7 +75,5 @@ async def test_a_body_within_the_limit_passes_untouched() -> None:
     async def app(_scope: Scope, receive: Receive, _send: Send) -> None:
         got.append(await receive())
 
-    await BodyLimitMiddleware(app, max_bytes=10, body_timeout=5)(
-        _scope((b"content-length", b"10")), receive, send
-    )
+    await BodyLimitMiddleware(app, max_bytes=10)(_scope((b"content-length", b"10")), receive, send)
     assert got[0]["body"] == b"0123456789"
