@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,7 +57,7 @@ class _Listener:
     def __init__(self, receive: Receive, task: asyncio.Task[object]) -> None:
         self._receive = receive
         self._task = task
-        self._stash: deque[Message] = deque()
+        self._stash: list[Message] = []  # one message at most
         self._watcher: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._keep_body = False
@@ -115,7 +115,7 @@ class _Listener:
             self._app_waiting = self._app_waiting or asyncio.Event()
             await self._app_waiting.wait()
             self._app_waiting.clear()
-        return self._stash.popleft() if self._stash else _DISCONNECT
+        return self._stash.pop(0) if self._stash else _DISCONNECT
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -141,7 +141,7 @@ class CancelOnDisconnect:
             listener.listen(keep_body=True)
         started = False
 
-        async def watched_send(message: Message) -> None:
+        def watched_send(message: Message) -> Awaitable[None]:  # not a coroutine: see logging.py
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -150,7 +150,7 @@ class CancelOnDisconnect:
                 # Before the send: once the server has the last piece it reports a disconnect
                 # to anyone listening, and that is the end of the answer, not a client leaving.
                 listener.finished = True
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, listener.receive, watched_send)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -148,7 +149,7 @@ class MetricsMiddleware:
         status = 0
         streaming = False
 
-        async def observe(message: Message) -> None:
+        def observe(message: Message) -> Awaitable[None]:  # not a coroutine: see logging.py
             nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -156,7 +157,7 @@ class MetricsMiddleware:
                     if name == b"content-type" and value.startswith(b"text/event-stream"):
                         streaming = True
                         self.metrics.open_streams.inc()
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, observe)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -128,9 +127,11 @@ class ChatStream:
         self._framer = EventFramer()
         # Whole events as read, each block with the perf_counter_ns() of its read: timing is
         # taken at arrival, not when a (possibly slower) consumer gets to it.
-        self._blocks: deque[tuple[bytes, int]] = deque()
+        # Lists, not deques: they hold a read or two at a time, and an empty deque is 600 bytes
+        # (per open stream, by the thousand).
+        self._blocks: list[tuple[bytes, int]] = []
         self._decoder = SSEDecoder()
-        self._pending: deque[tuple[SSEItem, int]] = deque()  # decoded, for next()
+        self._pending: list[tuple[SSEItem, int]] = []  # decoded, for next()
         self._eof = False
         self.finished = False  # [DONE] seen, or a finish_reason followed by a clean end
         self._saw_finish = False
@@ -176,14 +177,14 @@ class ChatStream:
         while True:
             while not self._pending:
                 if self._blocks:
-                    block, received_ns = self._blocks.popleft()
+                    block, received_ns = self._blocks.pop(0)
                     self._pending.extend((item, received_ns) for item in self._decoder.feed(block))
                     continue
                 if self._eof:
                     self._check_complete()
                     return None
                 await self._fill()
-            item, received_ns = self._pending.popleft()
+            item, received_ns = self._pending.pop(0)
             if isinstance(item, SSEComment):
                 return KeepAlive(item.text)
             if item.data == "[DONE]":
@@ -215,7 +216,7 @@ class ChatStream:
                     yield _DONE
                     return
                 await self._fill()
-            block = self.redact.content_bytes(self._blocks.popleft()[0])
+            block = self.redact.content_bytes(self._blocks.pop(0)[0])
             if _may_carry_error(block) or b"\\u" in block:
                 block, error = self._checked(block)
                 if error is not None:
