@@ -180,6 +180,14 @@ async def asyncio_sleep(seconds: float) -> None:
             422,
             "concurrency",
         ),
+        # Every model is a column of the report and a list entry in the runs index.
+        (
+            [("model", ",".join(f"m/{i}" for i in range(10_000)))],
+            PROMPTS,
+            "p.txt",
+            422,
+            "at most 20 models",
+        ),
         ([("model", "emulator/fast")], b"", "p.txt", 400, "no prompts"),
         ([("model", "emulator/fast")], b"\xff\xfe\x00bad", "p.txt", 400, "not UTF-8"),
         ([("model", "emulator/fast")], b"x" * (1024 * 1024 + 1), "p.txt", 413, "limit"),

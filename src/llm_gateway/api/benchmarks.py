@@ -31,12 +31,17 @@ _REPORT_HEADERS = {
 }
 
 
-def _models(values: list[str]) -> tuple[str, ...]:
+def _models(values: list[str], *, limit: int) -> tuple[str, ...]:
     """`model` may repeat and/or hold comma-separated ids; order kept, duplicates dropped."""
     ids = [part.strip() for value in values for part in value.split(",")]
     models = tuple(dict.fromkeys(i for i in ids if i))
     if not models:
         raise InvalidRequest("model: give at least one model id (repeat `model` or comma-separate)")
+    if len(models) > limit:
+        raise InvalidRequest(
+            f"model: at most {limit} models per benchmark (got {len(models)}; "
+            "GATEWAY_BENCH_MAX_MODELS)"
+        )
     if any(len(m) > 200 for m in models):
         raise InvalidRequest("model: a model id is longer than 200 characters")
     return models
@@ -116,7 +121,7 @@ async def run_benchmark(
 ) -> Response:
     """Run every prompt `runs` times against each model and answer with the statistics."""
     settings = runtime.settings
-    models = _models(model)
+    models = _models(model, limit=settings.bench_max_models)
     if runs > settings.bench_max_runs:
         raise InvalidRequest(f"runs: at most {settings.bench_max_runs} (got {runs})")
     if concurrency is not None and concurrency > settings.bench_max_concurrency:
