@@ -138,7 +138,9 @@ async def run_benchmark(
     if tokens > settings.max_tokens_limit:
         raise InvalidRequest(f"max_tokens: at most {settings.max_tokens_limit} (got {tokens})")
     data = await prompt_file.read(settings.bench_max_file_bytes + 1)
-    prompts = load_prompts(
+    # In a thread: a megabyte of prompts takes a while to parse, and the loop serves others.
+    prompts = await asyncio.to_thread(
+        load_prompts,
         prompt_file.filename or "prompts.txt",
         data,
         max_bytes=settings.bench_max_file_bytes,
