@@ -284,6 +284,18 @@ async def test_results_csv_cells_cannot_run_as_formulas(bench_gateway: str) -> N
     assert body["per_prompt"][0]["prompt"].startswith("=HYPERLINK")  # the JSON is unchanged
 
 
+async def test_results_csv_ignores_a_range_header(bench_gateway: str) -> None:
+    # Starlette would answer a bad Range in plain text (400, 416), outside the error shape.
+    body = (await _post(bench_gateway, [("model", "emulator/echo"), ("runs", "1")])).json()
+    async with httpx.AsyncClient(base_url=bench_gateway) as client:
+        whole = await client.get(body["links"]["results_csv"])
+        assert "accept-ranges" not in whole.headers
+        for asked in ("bytes=abc", "bytes=5-1", "bytes=999999-", "items=0-1", "bytes=0-10"):
+            answer = await client.get(body["links"]["results_csv"], headers={"Range": asked})
+            assert (answer.status_code, answer.content) == (200, whole.content), asked
+    assert len(list(csv.DictReader(io.StringIO(whole.text)))) == 3
+
+
 async def test_load_shapes_retries_and_sweeps_are_form_fields(bench_gateway: str) -> None:
     fields = [("model", "emulator/fast"), ("runs", "2"), ("rate", "50"), ("arrivals", "poisson")]
     fields += [("arrival_seed", "5"), ("retries", "0"), ("concurrency", "4")]

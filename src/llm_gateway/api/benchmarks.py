@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
@@ -332,12 +333,27 @@ def _results(runtime: Runtime, run_id: str) -> Path:
     return path
 
 
+class _WholeFile(FileResponse):
+    """A file sent whole, whatever a `Range` header asks. Starlette answers a malformed or
+    unsatisfiable range with a plain-text 400 or 416, outside the error shape; and a results
+    file that grows while its run goes on is not one to fetch in pieces."""
+
+    def __init__(self, path: Path, *, media_type: str, filename: str) -> None:
+        super().__init__(path, media_type=media_type, filename=filename)
+        del self.headers["accept-ranges"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
 @router.get(
     "/benchmarks/{run_id}/results.csv",
     responses={**_NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "The CSV"}},
 )
 async def get_results(runtime: RuntimeDep, run_id: str) -> Response:
-    """One row per request (rows appear as requests finish)."""
+    """One row per request (rows appear as requests finish), always the whole file (a
+    `Range` header is ignored)."""
     path = await asyncio.to_thread(_results, runtime, run_id)
     # FileResponse reads the file in a thread too.
-    return FileResponse(path, media_type="text/csv", filename=f"{run_id}-{RESULTS_CSV}")
+    return _WholeFile(path, media_type="text/csv", filename=f"{run_id}-{RESULTS_CSV}")
