@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -14,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
-from llm_gateway.bench.documents import ACTIVE, RunEntry
+from llm_gateway.bench.documents import ACTIVE, RunEntry, RunResult
 from llm_gateway.bench.jobs import JobSpec, cancellable
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig, Load
@@ -196,18 +197,27 @@ async def run_benchmark(
         result = await cancellable(
             run, lambda: pipeline.execute(run, config, prompts, target, upstream)
         )
+    if visualize:
+        return _html(await asyncio.to_thread(run.file(REPORT).read_bytes))
+    return json_response(await asyncio.to_thread(_answer, run, result))
+
+
+# What the routes below and above read or write of a run, they do in a thread, never on the
+# event loop: a slow disk, or a big run's statistics (10,000 requests are megabytes of JSON,
+# 100 ms to encode), must not stall other requests.
+
+
+def _answer(run: RunDir, result: RunResult | None) -> bytes:
+    """The JSON answer of an inline run; None: it was interrupted, so read what it measured."""
     if result is None:
-        summary = await asyncio.to_thread(run.summary)
+        summary = run.summary()
         assert summary is not None  # written when the run was interrupted
         result = pipeline.result(run, summary, "interrupted")
-    if visualize:
-        html = await asyncio.to_thread(run.file(REPORT).read_text, encoding="utf-8")
-        return HTMLResponse(html, headers=_REPORT_HEADERS)
-    return json_response({**result.model_dump(mode="json"), "links": _links(run.id)})
+    return orjson.dumps({**result.model_dump(mode="json"), "links": _links(run.id)})
 
 
-# The routes below read run files: each does so in a thread (`asyncio.to_thread`), never on
-# the event loop, so a slow disk or a big file never stalls other requests.
+def _html(report: bytes) -> Response:
+    return HTMLResponse(report, headers=_REPORT_HEADERS)
 
 
 def _run(runtime: Runtime, run_id: str) -> RunDir:
@@ -242,7 +252,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _details(runtime: Runtime, run_id: str) -> dict[str, Any]:
+def _details(runtime: Runtime, run_id: str) -> bytes:
+    """A run's status, and its statistics once it has ended, as JSON."""
     run = _run(runtime, run_id)
     status = run.status()
     state = status.status
@@ -250,14 +261,16 @@ def _details(runtime: Runtime, run_id: str) -> dict[str, Any]:
     # the run has ended, it is not the run's last word.
     summary = None if state in ACTIVE else run.summary()
     result = pipeline.result(run, summary, state) if summary is not None else None
-    return {
-        "id": run.id,
-        "status": state,
-        "progress": status.progress.model_dump() if status.progress else None,
-        "error": status.error,
-        "summary": result.model_dump(mode="json") if result is not None else None,
-        "links": _links(run.id),
-    }
+    return orjson.dumps(
+        {
+            "id": run.id,
+            "status": state,
+            "progress": status.progress.model_dump() if status.progress else None,
+            "error": status.error,
+            "summary": result.model_dump(mode="json") if result is not None else None,
+            "links": _links(run.id),
+        }
+    )
 
 
 @router.get("/benchmarks/{run_id}", responses=_NOT_FOUND)
@@ -307,9 +320,9 @@ router.add_api_route(
 )
 
 
-def _report(runtime: Runtime, run_id: str) -> str:
+def _report(runtime: Runtime, run_id: str) -> bytes:
     try:
-        return _run(runtime, run_id).file(REPORT).read_text(encoding="utf-8")
+        return _run(runtime, run_id).file(REPORT).read_bytes()
     except FileNotFoundError:
         raise RunNotFound(
             f"Run {run_id} has no report yet; it is written when the run ends."
@@ -322,8 +335,7 @@ def _report(runtime: Runtime, run_id: str) -> str:
 )
 async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
     """The run's self-contained HTML report."""
-    html = await asyncio.to_thread(_report, runtime, run_id)
-    return HTMLResponse(html, headers=_REPORT_HEADERS)
+    return _html(await asyncio.to_thread(_report, runtime, run_id))
 
 
 def _results(runtime: Runtime, run_id: str) -> Path:
