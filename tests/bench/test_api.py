@@ -214,11 +214,35 @@ async def test_bad_input_is_refused_before_anything_runs(
     assert not list((tmp_path / "benchmarks").glob("*/benchmark_results.csv"))
 
 
-async def test_a_missing_file_is_a_422(bench_gateway: str) -> None:
+@pytest.mark.parametrize(
+    ("sent", "says"),
+    [
+        # `curl -F prompt_file=prompts.txt`: the `@` forgotten, the file name sent as text
+        (
+            {"data": {"model": "m"}, "files": {"prompt_file": (None, "prompts.txt")}},
+            "a text field, not a file; send the file with `-F prompt_file=@path`",
+        ),
+        (
+            {"json": {"prompt_file": "prompts.txt", "model": "m"}},
+            "POST /benchmark takes multipart/form-data, not application/json",
+        ),
+        (
+            {"data": {"model": "m"}},
+            "takes multipart/form-data, not application/x-www-form-urlencoded",
+        ),
+        (
+            {"data": {"model": "m"}, "files": {"other": ("p.txt", b"hi")}},
+            "prompt_file: missing; send the file with `-F prompt_file=@path`",
+        ),
+    ],
+)
+async def test_a_body_that_is_not_a_form_with_a_file_says_how_to_send_one(
+    bench_gateway: str, sent: dict[str, Any], says: str
+) -> None:
     async with httpx.AsyncClient(base_url=bench_gateway) as client:
-        response = await client.post("/benchmark", data={"model": "emulator/fast"})
+        response = await client.post("/benchmark", **sent)
     assert response.status_code == 422
-    assert "prompt_file" in response.json()["error"]["message"]
+    assert says in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -49,6 +49,28 @@ def _models(values: list[str], *, limit: int) -> tuple[str, ...]:
     return models
 
 
+_HOW = "send the file with `-F prompt_file=@path` (curl: the `@` uploads the file)"
+
+
+async def _multipart_form(request: Request) -> None:
+    """The body must be a multipart form carrying the prompt file. Said here, before the
+    fields are validated, since the framework's words for a body sent as JSON ("Field
+    required", twice) or for `-F prompt_file=path` without its `@` ("Expected UploadFile,
+    received: <class 'str'>") do not say what to do."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        raise InvalidRequest(
+            f"POST /benchmark takes multipart/form-data, not {kind or 'a body without a type'}: "
+            "send the prompt file and the fields as a form, as "
+            "`curl -F prompt_file=@prompts.txt -F model=<model id> <gateway>/benchmark` does"
+        )
+    upload = (await request.form()).get("prompt_file")
+    if upload is None:
+        raise InvalidRequest(f"prompt_file: missing; {_HOW}")
+    if isinstance(upload, str):
+        raise InvalidRequest(f"prompt_file: a text field, not a file; {_HOW}")
+
+
 def _links(run_id: str) -> dict[str, str]:
     return {
         "status": f"/benchmarks/{run_id}",
@@ -63,6 +85,7 @@ def _upstream(runtime: Runtime) -> pipeline.Upstream:
 
 @router.post(
     "/benchmark",
+    dependencies=[Depends(_multipart_form)],
     responses={
         200: {
             "description": "The statistics (JSON), or with `visualize=true` the HTML report.",
