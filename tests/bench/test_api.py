@@ -125,6 +125,22 @@ async def test_failures_are_counted_not_dropped(bench_gateway: str, emulator: Em
     assert body["ttft"] is None  # not streamed: no TTFT claimed
 
 
+async def test_a_wrong_model_id_says_why_in_the_answer(bench_gateway: str) -> None:
+    fields = [("model", "emulator/fast,foo/bar"), ("runs", "1"), ("retries", "0")]
+    body = (await _post(bench_gateway, fields)).json()
+    assert body["status"] == "done"  # the benchmark ran; one model never answered
+    wrong, right = body["models"]["foo/bar"], body["models"]["emulator/fast"]
+    assert (wrong["ok"], wrong["errors"]) == (0, {"http_4xx": 3})
+    assert wrong["top_errors"] == [
+        {
+            "status": "http_4xx",
+            "message": "upstream_bad_request: foo/bar is not a valid model ID",
+            "count": 3,
+        }
+    ]
+    assert right["ok"] == 3 and right["top_errors"] == []
+
+
 async def test_background_job_lifecycle(bench_gateway: str, emulator: Emulator) -> None:
     emulator.config.time_scale = 0.5
     response = await _post(
