@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+
 from cli import say
 from endpoints import Target, body_for, request_for
 from result import (

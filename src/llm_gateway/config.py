@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     bench_max_file_bytes: int = Field(default=1024 * 1024, ge=1)
     bench_max_prompts: int = Field(default=1000, ge=1)
     bench_max_runs: int = Field(default=100, ge=1)
+    bench_max_models: int = Field(default=20, ge=1)
     bench_max_requests: int = Field(default=10_000, ge=1)
     bench_max_concurrency: int = Field(default=32, ge=1)
     bench_max_processes: int = Field(default=1, ge=1)

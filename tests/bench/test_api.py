@@ -125,6 +125,22 @@ async def test_failures_are_counted_not_dropped(bench_gateway: str, emulator: Em
     assert body["ttft"] is None  # not streamed: no TTFT claimed
 
 
+async def test_a_wrong_model_id_says_why_in_the_answer(bench_gateway: str) -> None:
+    fields = [("model", "emulator/fast,foo/bar"), ("runs", "1"), ("retries", "0")]
+    body = (await _post(bench_gateway, fields)).json()
+    assert body["status"] == "done"  # the benchmark ran; one model never answered
+    wrong, right = body["models"]["foo/bar"], body["models"]["emulator/fast"]
+    assert (wrong["ok"], wrong["errors"]) == (0, {"http_4xx": 3})
+    assert wrong["top_errors"] == [
+        {
+            "status": "http_4xx",
+            "message": "upstream_bad_request: foo/bar is not a valid model ID",
+            "count": 3,
+        }
+    ]
+    assert right["ok"] == 3 and right["top_errors"] == []
+
+
 async def test_background_job_lifecycle(bench_gateway: str, emulator: Emulator) -> None:
     emulator.config.time_scale = 0.5
     response = await _post(
@@ -180,6 +196,14 @@ async def asyncio_sleep(seconds: float) -> None:
             422,
             "concurrency",
         ),
+        # Every model is a column of the report and a list entry in the runs index.
+        (
+            [("model", ",".join(f"m/{i}" for i in range(10_000)))],
+            PROMPTS,
+            "p.txt",
+            422,
+            "at most 20 models",
+        ),
         ([("model", "emulator/fast")], b"", "p.txt", 400, "no prompts"),
         ([("model", "emulator/fast")], b"\xff\xfe\x00bad", "p.txt", 400, "not UTF-8"),
         ([("model", "emulator/fast")], b"x" * (1024 * 1024 + 1), "p.txt", 413, "limit"),
@@ -206,11 +230,35 @@ async def test_bad_input_is_refused_before_anything_runs(
     assert not list((tmp_path / "benchmarks").glob("*/benchmark_results.csv"))
 
 
-async def test_a_missing_file_is_a_422(bench_gateway: str) -> None:
+@pytest.mark.parametrize(
+    ("sent", "says"),
+    [
+        # `curl -F prompt_file=prompts.txt`: the `@` forgotten, the file name sent as text
+        (
+            {"data": {"model": "m"}, "files": {"prompt_file": (None, "prompts.txt")}},
+            "a text field, not a file; send the file with `-F prompt_file=@path`",
+        ),
+        (
+            {"json": {"prompt_file": "prompts.txt", "model": "m"}},
+            "POST /benchmark takes multipart/form-data, not application/json",
+        ),
+        (
+            {"data": {"model": "m"}},
+            "takes multipart/form-data, not application/x-www-form-urlencoded",
+        ),
+        (
+            {"data": {"model": "m"}, "files": {"other": ("p.txt", b"hi")}},
+            "prompt_file: missing; send the file with `-F prompt_file=@path`",
+        ),
+    ],
+)
+async def test_a_body_that_is_not_a_form_with_a_file_says_how_to_send_one(
+    bench_gateway: str, sent: dict[str, Any], says: str
+) -> None:
     async with httpx.AsyncClient(base_url=bench_gateway) as client:
-        response = await client.post("/benchmark", data={"model": "emulator/fast"})
+        response = await client.post("/benchmark", **sent)
     assert response.status_code == 422
-    assert "prompt_file" in response.json()["error"]["message"]
+    assert says in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -274,6 +322,18 @@ async def test_results_csv_cells_cannot_run_as_formulas(bench_gateway: str) -> N
     # The echo model answers with the prompt: the model's text is protected the same way.
     assert all(row["output_preview"].startswith("'") for row in rows)
     assert body["per_prompt"][0]["prompt"].startswith("=HYPERLINK")  # the JSON is unchanged
+
+
+async def test_results_csv_ignores_a_range_header(bench_gateway: str) -> None:
+    # Starlette would answer a bad Range in plain text (400, 416), outside the error shape.
+    body = (await _post(bench_gateway, [("model", "emulator/echo"), ("runs", "1")])).json()
+    async with httpx.AsyncClient(base_url=bench_gateway) as client:
+        whole = await client.get(body["links"]["results_csv"])
+        assert "accept-ranges" not in whole.headers
+        for asked in ("bytes=abc", "bytes=5-1", "bytes=999999-", "items=0-1", "bytes=0-10"):
+            answer = await client.get(body["links"]["results_csv"], headers={"Range": asked})
+            assert (answer.status_code, answer.content) == (200, whole.content), asked
+    assert len(list(csv.DictReader(io.StringIO(whole.text)))) == 3
 
 
 async def test_load_shapes_retries_and_sweeps_are_form_fields(bench_gateway: str) -> None:

@@ -43,7 +43,7 @@ def test_bench_end_to_end(cli_env: dict[str, str], prompt_file: Path, tmp_path: 
     args = [str(prompt_file), "-m", "emulator/fast", "-m", "emulator/echo", "--runs", "2"]
     result = _bench([*args, "--concurrency", "2", "--out", str(out)], cli_env)
     assert result.returncode == 0, result.stderr
-    assert "Benchmark summary" in result.stdout
+    assert "Latency per model" in result.stdout
     assert "emulator/fast" in result.stdout and "emulator/echo" in result.stdout
     assert "12 ok, 0 failed" in result.stdout
     run = _run_dir(out)
@@ -53,6 +53,22 @@ def test_bench_end_to_end(cli_env: dict[str, str], prompt_file: Path, tmp_path: 
     assert manifest["config"]["concurrency"] == 2 and manifest["status"] == "done"
     assert manifest["upstream"]["url"] == cli_env["GATEWAY_UPSTREAM_URL"]
     assert TEST_KEY not in (run / "manifest.json").read_text() + result.stdout + result.stderr
+
+
+def test_a_model_without_a_successful_request_exits_1_saying_why(
+    cli_env: dict[str, str], prompt_file: Path, tmp_path: Path
+) -> None:
+    # In a pipe, 80 columns wide (rich's default without a terminal; COLUMNS says so here).
+    args = [str(prompt_file), "-m", "emulator/fast", "-m", "foo/bar", "--runs", "1"]
+    args += ["--retries", "0", "--out", str(tmp_path / "runs")]
+    result = _bench(args, {**cli_env, "COLUMNS": "80"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert max(map(len, result.stdout.splitlines())) <= 80
+    assert "foo/bar is not a valid model" in result.stdout
+    assert "No successful request from foo/bar" in result.stdout
+    summary = json.loads((_run_dir(tmp_path / "runs") / "summary.json").read_text())
+    fast = summary["models"]["emulator/fast"]["latency"]
+    assert f" {fast['avg']:.3f} " in result.stdout and f" {fast['std_dev']:.3f} " in result.stdout
 
 
 def test_base_url_points_the_benchmark_anywhere(

@@ -11,12 +11,16 @@ from llm_gateway.bench.report import render_report
 from llm_gateway.bench.stats import summarize
 from llm_gateway.bench.store import MANIFEST, SUMMARY, RunDir
 
+# A run as an older version wrote it (the example run of 27 November 2026, before issue 12).
+OLDER = Path(__file__).parent / "data" / "run-20261127"
+# The example run as this version writes it.
 EXAMPLE = Path(__file__).parents[2] / "benchmarks" / "examples" / "emulator-run"
 
-# Keys added since the example run was made (issue 12): a document written now has them too,
-# with their defaults when it was read from an older file.
+# Keys added since the older run was made (issues 12 and 13): a document written now has them
+# too, with their defaults when it was read from an older file.
 ADDED = {
     "retries", "client", "sweep",  # summary, and each group in it; manifest config too
+    "top_errors",  # each model of the summary
     "arrivals", "arrival_seed", "processes", "slo",  # manifest config
     "loop_lag_p50_s", "samples", "interval_s", "warning", "steps",  # manifest client
 }  # fmt: skip
@@ -39,8 +43,8 @@ def _unchanged(written: Any, stored: Any, where: str = "") -> list[str]:
     return [] if written == stored else [f"{where}: {written!r} != {stored!r}"]
 
 
-def test_the_committed_example_run_reads_and_writes_the_same_keys() -> None:
-    run = RunDir(EXAMPLE)
+def test_an_older_run_reads_and_writes_the_same_keys() -> None:
+    run = RunDir(OLDER)
     summary, manifest = run.summary(), run.manifest()
     assert summary is not None
     assert (summary.requests, summary.ok, len(summary.models), len(summary.per_prompt)) == (
@@ -51,7 +55,7 @@ def test_the_committed_example_run_reads_and_writes_the_same_keys() -> None:
     # Serialised again, each is the file it was read from: same keys, same values (and the
     # keys added since, with their defaults).
     for name, document in ((SUMMARY, summary), (MANIFEST, manifest)):
-        stored = json.loads((EXAMPLE / name).read_text())
+        stored = json.loads((OLDER / name).read_text())
         assert _unchanged(document.model_dump(mode="json"), stored) == []
     html = render_report(summary, run.records(), manifest)
     assert "emulator/steady:free" in html and "20261127T165122Z-2588f4" in html
@@ -85,9 +89,23 @@ def test_partial_and_older_documents_read_with_defaults(tmp_path: Path) -> None:
     assert run.manifest() == Manifest(id=run.id)
 
 
-def test_the_example_summary_is_what_its_csv_summarises_to() -> None:
+def test_the_older_summary_is_what_its_csv_summarises_to() -> None:
     """The typed statistics compute what the untyped ones stored, number for number."""
-    stored = json.loads((EXAMPLE / SUMMARY).read_text())
-    computed = summarize(RunDir(EXAMPLE).records())
+    stored = json.loads((OLDER / SUMMARY).read_text())
+    computed = summarize(RunDir(OLDER).records())
     assert _unchanged(computed.model_dump(mode="json"), stored) == []
     assert computed.retries.attempts == computed.requests == 80  # nothing was retried
+
+
+def test_the_committed_example_is_what_its_csv_and_its_gateway_say() -> None:
+    run = RunDir(EXAMPLE)
+    stored = json.loads((EXAMPLE / SUMMARY).read_text())
+    stored.pop("client")  # the client's own loop lag, measured during the run: not in the CSV
+    assert _unchanged(summarize(run.records()).model_dump(mode="json"), stored) == []
+    manifest = run.manifest()
+    assert (manifest.status, manifest.upstream.kind, manifest.config.stream) == (
+        "done", "emulator", True,
+    )  # fmt: skip
+    assert (stored["prompts"], len(stored["models"]), manifest.config.runs) == (3, 3, 3)
+    log = (EXAMPLE / "server_logs.txt").read_text()
+    assert f"benchmark {manifest.id} done" in log and "POST /benchmark" in log

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm_gateway.bench import gcpolicy, loads, pipeline
-from llm_gateway.bench.documents import ClientLag, Distribution, GroupStats, Summary
+from llm_gateway.bench.documents import ClientLag, Distribution, GroupStats, ModelStats, Summary
 from llm_gateway.bench.lag import LoopLag, client_lag, verdict
 from llm_gateway.bench.prompts import Prompt
 from llm_gateway.bench.runner import BenchConfig, Load, Runner, auto_processes, plan
@@ -112,7 +112,7 @@ async def test_loop_lag_sees_a_blocked_loop() -> None:
 
 def test_the_lag_warning_threshold() -> None:
     ttft = Distribution(n=10, p50=0.2)
-    summary = Summary(models={"m": GroupStats(ttft=ttft, latency=Distribution(n=10, p50=1.0))})
+    summary = Summary(models={"m": ModelStats(ttft=ttft, latency=Distribution(n=10, p50=1.0))})
     quiet = client_lag([0.0001] * 99 + [0.001], processes=1)
     assert verdict(quiet, summary).warning is None
     # 12 ms at p99 is 6 % of a 200 ms TTFT: warned, with the numbers.
@@ -120,7 +120,7 @@ def test_the_lag_warning_threshold() -> None:
     warning = verdict(starved, summary).warning
     assert warning is not None and "12.0 ms" in warning and "TTFT" in warning
     # The same lag against 30 s answers is noise: no warning.
-    slow = Summary(models={"m": GroupStats(latency=Distribution(n=10, p50=30.0))})
+    slow = Summary(models={"m": ModelStats(latency=Distribution(n=10, p50=30.0))})
     assert verdict(starved, slow).warning is None
     assert verdict(ClientLag(), summary).warning is None  # nothing sampled, nothing said
 

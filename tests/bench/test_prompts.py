@@ -30,6 +30,16 @@ def test_jsonl_takes_prompts_and_message_lists() -> None:
     assert prompts[1].messages[0] == {"role": "system", "content": "Be brief."}
 
 
+def test_a_line_ends_where_an_editor_ends_it() -> None:
+    # U+2028 may stand raw in a JSON string; it does not end the line holding it.
+    assert _load("p.jsonl", '{"prompt": "a\u2028b"}\r\n'.encode()) == ["a\u2028b"]
+    assert _load("p.txt", b"one\rtwo\r\nthree\x0cstill three") == [
+        "one",
+        "two",
+        "three\x0cstill three",
+    ]
+
+
 def test_csv_needs_a_prompt_column() -> None:
     assert _load("p.csv", b'id,prompt\n1,"Hello, world"\n2,\n3,Bye\n') == ["Hello, world", "Bye"]
     with pytest.raises(InvalidPromptFile, match="`prompt` column"):
@@ -60,7 +70,12 @@ def test_a_utf8_bom_is_tolerated_and_the_hash_recorded() -> None:
         ("p.txt", b"\n  \n\n", {}, "no prompts"),
         ("p.txt", b"caf\xe9\n", {}, "not UTF-8"),
         ("p.txt", b"x" * 101, {"max_bytes": 100}, "limit is 100"),
-        ("p.txt", b"a\nb\nc\n", {"max_prompts": 2}, "3 prompts; the limit is 2"),
+        (
+            "p.txt",
+            b"a\nb\nc\n",
+            {"max_prompts": 2},
+            "more than 2 prompts \\(prompt 3 is on line 3\\); the limit is 2",
+        ),
         ("p.jsonl", b'{"prompt": "ok"}\nnot json\n', {}, "line 2 is not valid JSON"),
         ("p.jsonl", b'{"text": "wrong key"}\n', {}, "line 1 needs"),
         ("p.jsonl", b'{"messages": []}\n', {}, "line 1 needs"),

@@ -36,6 +36,8 @@ PROMPTS = [
 ]
 NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.I)
 XSS_ERROR = "upstream said <img src=x onerror=alert(1)> and gave up"
+# A table row's key cells: its mean latency, then its std dev.
+KEY_CELLS = re.compile(r'<td class="num key">([^<]*)</td>\s*<td class="num key">([^<]*)</td>')
 
 
 def record(**overrides: Any) -> RequestRecord:
@@ -321,6 +323,49 @@ def test_failures_are_capped() -> None:
     assert "… and 10 more failed request(s)" in html
 
 
+def test_the_comparison_and_charts_come_first_and_long_per_prompt_tables_fold(html: str) -> None:
+    sections = re.findall(r'<section id="([a-z]+)">', html)
+    assert sections == ["models", "charts", "failures", "prompts", "definitions", "manifest"]
+    # 3 prompts x 3 models: open. 11 x 3 = 33 rows: folded, so the page does not run on.
+    assert re.search(r'<details id="prompt-details" open>\s*<summary>3 prompt\(s\) \u00d7 3', html)
+    rows = [
+        record(prompt_index=i, prompt=f"p{i}", model=m, run=1) for i in range(11) for m in MODELS
+    ]
+    folded = render(rows)
+    assert '<details id="prompt-details">' in folded and "33 rows (show)" in folded
+    assert folded.count('class="prompt-row') == 33  # all there, one click away
+
+
+def test_std_dev_of_a_single_request_is_a_dash_with_the_reason() -> None:
+    def std_devs(html: str, table: str) -> list[str]:
+        body = html[html.index(f'<table id="{table}"') :]
+        pairs = re.findall(KEY_CELLS, body[: body.index("</table>")])
+        return [std_dev for _mean, std_dev in pairs]
+
+    once = run_records(runs=1)  # each prompt once per model; each model three times
+    html = render(once)
+    assert set(std_devs(html, "prompt-table")) == {"—"}
+    assert "—" not in std_devs(html, "model-table")
+    assert html.count('class="muted sd-note"') == 1 and "with one run per prompt" in html
+    alone = render([record(), *[record(model=MODELS[1], run=r) for r in (1, 2)]])
+    assert std_devs(alone, "model-table") == ["—", "0.000"]
+    assert "for a model with a single successful request" in alone
+
+
+def test_a_model_without_a_successful_request_is_flagged_with_its_errors() -> None:
+    wrong = "upstream_bad_request: foo/bar is not a valid model ID"
+    rows = [record(run=r) for r in (1, 2)]
+    rows += [failure("http_4xx", wrong, model="foo/bar", run=r) for r in (1, 2)]
+    html = render(rows, models=[MODELS[0], "foo/bar"])
+    flagged = re.findall(
+        r'<tr class="model-row[^"]*no-success">\s*<td class="model">([^<]+)<', html
+    )
+    assert flagged == ["foo/bar"]
+    assert f'<small class="top-error">{wrong} \u00d7 2</small>' in html
+    assert re.search(rf'id="no-success".*foo/bar</span> \({wrong}\)', html, re.S)
+    assert 'id="no-success"' not in render(run_records(runs=2))
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_report_in_a_real_browser(tmp_path: Path, records: list[RequestRecord], html: str) -> None:
     from playwright.sync_api import ConsoleMessage, Dialog, sync_playwright
@@ -365,6 +410,13 @@ def test_report_in_a_real_browser(tmp_path: Path, records: list[RequestRecord], 
             assert page.locator("#failure-table td.error").first.inner_text()  # rendered as text
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
+            # On a phone, the mean latency and std dev of every model are on screen.
+            page.set_viewport_size({"width": 390, "height": 844})
+            keys = page.locator("#model-table tbody td.key")
+            assert keys.count() == 2 * len(MODELS)
+            for i in range(keys.count()):
+                box = keys.nth(i).bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         finally:
             browser.close()
     assert dialogs == []

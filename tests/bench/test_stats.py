@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from llm_gateway.bench.records import RequestRecord
 from llm_gateway.bench.stats import distribution, percentile, summarize
 from tests.bench.conftest import make_record
 
@@ -75,3 +76,27 @@ def test_run_throughput_uses_the_wall_window() -> None:
     assert throughput.window_s == pytest.approx(2.0)  # 0.0 .. 0.5 + 1.5
     assert throughput.requests_per_s == pytest.approx(2 / 2.0)
     assert throughput.output_tokens_per_s == pytest.approx(40 / 2.0)
+
+
+def test_each_model_keeps_its_most_frequent_error_messages() -> None:
+    def failed(status: str, error: str, model: str = "m/a") -> RequestRecord:
+        return make_record(model=model, status=status, error=error, latency_seconds=None)
+
+    records = [
+        failed("timeout", "no answer in 30 s"),
+        *[failed("http_4xx", "upstream_bad_request: m/a is not a valid model ID")] * 3,
+        failed("http_5xx", "x" * 1000),
+        failed("http_429", "slow down"),
+        failed("timeout", "no answer in 30 s"),
+        failed("http_4xx", "other", model="m/b"),
+        make_record(model="m/b"),
+    ]
+    models = summarize(records).models
+    top = [(e.status, e.message, e.count) for e in models["m/a"].top_errors]
+    assert top == [
+        ("http_4xx", "upstream_bad_request: m/a is not a valid model ID", 3),
+        ("timeout", "no answer in 30 s", 2),
+        ("http_5xx", "x" * 299 + "…", 1),  # ties in the order first seen, messages cut
+    ]
+    assert [e.message for e in models["m/b"].top_errors] == ["other"]
+    assert summarize([make_record()]).models["m/a"].top_errors == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cli import parse_args
 from result import PHASES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from checks import check_targets
 from derive import derive, summarize_noise
 from result import RunResult

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from report import render
 from result import RunResult
 

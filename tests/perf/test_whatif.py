@@ -4,6 +4,7 @@ not there fails at once, listing the names that are."""
 from __future__ import annotations
 
 import pytest
+
 import whatif
 from whatif_app import build
 

@@ -7,13 +7,15 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+import orjson
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.responses import json_response
 from llm_gateway.bench import pipeline
-from llm_gateway.bench.documents import ACTIVE, RunEntry
+from llm_gateway.bench.documents import ACTIVE, RunEntry, RunResult
 from llm_gateway.bench.jobs import JobSpec, cancellable
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.bench.runner import BenchConfig, Load
@@ -31,15 +33,42 @@ _REPORT_HEADERS = {
 }
 
 
-def _models(values: list[str]) -> tuple[str, ...]:
+def _models(values: list[str], *, limit: int) -> tuple[str, ...]:
     """`model` may repeat and/or hold comma-separated ids; order kept, duplicates dropped."""
     ids = [part.strip() for value in values for part in value.split(",")]
     models = tuple(dict.fromkeys(i for i in ids if i))
     if not models:
         raise InvalidRequest("model: give at least one model id (repeat `model` or comma-separate)")
+    if len(models) > limit:
+        raise InvalidRequest(
+            f"model: at most {limit} models per benchmark (got {len(models)}; "
+            "GATEWAY_BENCH_MAX_MODELS)"
+        )
     if any(len(m) > 200 for m in models):
         raise InvalidRequest("model: a model id is longer than 200 characters")
     return models
+
+
+_HOW = "send the file with `-F prompt_file=@path` (curl: the `@` uploads the file)"
+
+
+async def _multipart_form(request: Request) -> None:
+    """The body must be a multipart form carrying the prompt file. Said here, before the
+    fields are validated, since the framework's words for a body sent as JSON ("Field
+    required", twice) or for `-F prompt_file=path` without its `@` ("Expected UploadFile,
+    received: <class 'str'>") do not say what to do."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        raise InvalidRequest(
+            f"POST /benchmark takes multipart/form-data, not {kind or 'a body without a type'}: "
+            "send the prompt file and the fields as a form, as "
+            "`curl -F prompt_file=@prompts.txt -F model=<model id> <gateway>/benchmark` does"
+        )
+    upload = (await request.form()).get("prompt_file")
+    if upload is None:
+        raise InvalidRequest(f"prompt_file: missing; {_HOW}")
+    if isinstance(upload, str):
+        raise InvalidRequest(f"prompt_file: a text field, not a file; {_HOW}")
 
 
 def _links(run_id: str) -> dict[str, str]:
@@ -56,6 +85,7 @@ def _upstream(runtime: Runtime) -> pipeline.Upstream:
 
 @router.post(
     "/benchmark",
+    dependencies=[Depends(_multipart_form)],
     responses={
         200: {
             "description": "The statistics (JSON), or with `visualize=true` the HTML report.",
@@ -116,7 +146,7 @@ async def run_benchmark(
 ) -> Response:
     """Run every prompt `runs` times against each model and answer with the statistics."""
     settings = runtime.settings
-    models = _models(model)
+    models = _models(model, limit=settings.bench_max_models)
     if runs > settings.bench_max_runs:
         raise InvalidRequest(f"runs: at most {settings.bench_max_runs} (got {runs})")
     if concurrency is not None and concurrency > settings.bench_max_concurrency:
@@ -133,7 +163,9 @@ async def run_benchmark(
     if tokens > settings.max_tokens_limit:
         raise InvalidRequest(f"max_tokens: at most {settings.max_tokens_limit} (got {tokens})")
     data = await prompt_file.read(settings.bench_max_file_bytes + 1)
-    prompts = load_prompts(
+    # In a thread: a megabyte of prompts takes a while to parse, and the loop serves others.
+    prompts = await asyncio.to_thread(
+        load_prompts,
         prompt_file.filename or "prompts.txt",
         data,
         max_bytes=settings.bench_max_file_bytes,
@@ -188,18 +220,27 @@ async def run_benchmark(
         result = await cancellable(
             run, lambda: pipeline.execute(run, config, prompts, target, upstream)
         )
+    if visualize:
+        return _html(await asyncio.to_thread(run.file(REPORT).read_bytes))
+    return json_response(await asyncio.to_thread(_answer, run, result))
+
+
+# What the routes below and above read or write of a run, they do in a thread, never on the
+# event loop: a slow disk, or a big run's statistics (10,000 requests are megabytes of JSON,
+# 100 ms to encode), must not stall other requests.
+
+
+def _answer(run: RunDir, result: RunResult | None) -> bytes:
+    """The JSON answer of an inline run; None: it was interrupted, so read what it measured."""
     if result is None:
-        summary = await asyncio.to_thread(run.summary)
+        summary = run.summary()
         assert summary is not None  # written when the run was interrupted
         result = pipeline.result(run, summary, "interrupted")
-    if visualize:
-        html = await asyncio.to_thread(run.file(REPORT).read_text, encoding="utf-8")
-        return HTMLResponse(html, headers=_REPORT_HEADERS)
-    return json_response({**result.model_dump(mode="json"), "links": _links(run.id)})
+    return orjson.dumps({**result.model_dump(mode="json"), "links": _links(run.id)})
 
 
-# The routes below read run files: each does so in a thread (`asyncio.to_thread`), never on
-# the event loop, so a slow disk or a big file never stalls other requests.
+def _html(report: bytes) -> Response:
+    return HTMLResponse(report, headers=_REPORT_HEADERS)
 
 
 def _run(runtime: Runtime, run_id: str) -> RunDir:
@@ -234,7 +275,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _details(runtime: Runtime, run_id: str) -> dict[str, Any]:
+def _details(runtime: Runtime, run_id: str) -> bytes:
+    """A run's status, and its statistics once it has ended, as JSON."""
     run = _run(runtime, run_id)
     status = run.status()
     state = status.status
@@ -242,14 +284,16 @@ def _details(runtime: Runtime, run_id: str) -> dict[str, Any]:
     # the run has ended, it is not the run's last word.
     summary = None if state in ACTIVE else run.summary()
     result = pipeline.result(run, summary, state) if summary is not None else None
-    return {
-        "id": run.id,
-        "status": state,
-        "progress": status.progress.model_dump() if status.progress else None,
-        "error": status.error,
-        "summary": result.model_dump(mode="json") if result is not None else None,
-        "links": _links(run.id),
-    }
+    return orjson.dumps(
+        {
+            "id": run.id,
+            "status": state,
+            "progress": status.progress.model_dump() if status.progress else None,
+            "error": status.error,
+            "summary": result.model_dump(mode="json") if result is not None else None,
+            "links": _links(run.id),
+        }
+    )
 
 
 @router.get("/benchmarks/{run_id}", responses=_NOT_FOUND)
@@ -299,9 +343,9 @@ router.add_api_route(
 )
 
 
-def _report(runtime: Runtime, run_id: str) -> str:
+def _report(runtime: Runtime, run_id: str) -> bytes:
     try:
-        return _run(runtime, run_id).file(REPORT).read_text(encoding="utf-8")
+        return _run(runtime, run_id).file(REPORT).read_bytes()
     except FileNotFoundError:
         raise RunNotFound(
             f"Run {run_id} has no report yet; it is written when the run ends."
@@ -314,8 +358,7 @@ def _report(runtime: Runtime, run_id: str) -> str:
 )
 async def get_report(runtime: RuntimeDep, run_id: str) -> Response:
     """The run's self-contained HTML report."""
-    html = await asyncio.to_thread(_report, runtime, run_id)
-    return HTMLResponse(html, headers=_REPORT_HEADERS)
+    return _html(await asyncio.to_thread(_report, runtime, run_id))
 
 
 def _results(runtime: Runtime, run_id: str) -> Path:
@@ -325,12 +368,27 @@ def _results(runtime: Runtime, run_id: str) -> Path:
     return path
 
 
+class _WholeFile(FileResponse):
+    """A file sent whole, whatever a `Range` header asks. Starlette answers a malformed or
+    unsatisfiable range with a plain-text 400 or 416, outside the error shape; and a results
+    file that grows while its run goes on is not one to fetch in pieces."""
+
+    def __init__(self, path: Path, *, media_type: str, filename: str) -> None:
+        super().__init__(path, media_type=media_type, filename=filename)
+        del self.headers["accept-ranges"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
 @router.get(
     "/benchmarks/{run_id}/results.csv",
     responses={**_NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "The CSV"}},
 )
 async def get_results(runtime: RuntimeDep, run_id: str) -> Response:
-    """One row per request (rows appear as requests finish)."""
+    """One row per request (rows appear as requests finish), always the whole file (a
+    `Range` header is ignored)."""
     path = await asyncio.to_thread(_results, runtime, run_id)
     # FileResponse reads the file in a thread too.
-    return FileResponse(path, media_type="text/csv", filename=f"{run_id}-{RESULTS_CSV}")
+    return _WholeFile(path, media_type="text/csv", filename=f"{run_id}-{RESULTS_CSV}")

@@ -85,6 +85,21 @@ class GroupStats(Document):
     retries: RetryStats = Field(default_factory=RetryStats)
 
 
+class ErrorCount(Document):
+    """One error message, and how many failed requests of a group ended with it."""
+
+    status: str = ""  # its class: http_4xx, timeout, ...
+    message: str = ""
+    count: int = 0
+
+
+class ModelStats(GroupStats):
+    """One model's statistics, and its most frequent error messages: `errors` counts how its
+    requests failed (http_4xx 6), these say why ("foo/bar is not a valid model ID")."""
+
+    top_errors: list[ErrorCount] = Field(default_factory=list)  # most frequent first
+
+
 class _Cell(Document):
     prompt_index: int = 0
     prompt: str = ""
@@ -162,7 +177,7 @@ class Summary(GroupStats, _Shape):
     """`summary.json`: the whole run (flattened in), then per model and per prompt x model."""
 
     throughput: Throughput = Field(default_factory=Throughput)
-    models: dict[str, GroupStats] = Field(default_factory=dict)  # in the order first run
+    models: dict[str, ModelStats] = Field(default_factory=dict)  # in the order first run
     per_prompt: list[PromptStats] = Field(default_factory=list)
     client: ClientLag | None = None
     sweep: Sweep | None = None

@@ -34,6 +34,9 @@ from llm_gateway.bench.records import RequestRecord
 
 DASH = "—"
 PROMPT_CHARS = 80
+# The per-prompt table comes after the charts, folded when longer than this (200 prompts x 3
+# models are 600 rows, 30,000 px of page).
+PROMPT_ROWS_OPEN = 30
 MAX_FAILURES = 50
 ERROR_CHARS = 500
 STATUS_NOTES = {
@@ -112,7 +115,8 @@ def _group_row(group: GroupStats) -> dict[str, Any]:
         "errors": ", ".join(f"{name} \u00d7 {n}" for name, n in group.errors.items()) or DASH,
         "truncated": group.truncated,
         "lat_avg": latency.avg if latency else None,
-        "lat_sd": latency.std_dev if latency else None,
+        # Undefined for a single request (summary.json says 0): shown as a dash, and why.
+        "lat_sd": latency.std_dev if latency and latency.n > 1 else None,
         "lat_p50": latency.p50 if latency else None,
         "lat_p95": latency.p95 if latency else None,
         "ttft_avg": ttft.avg if ttft else None,
@@ -131,9 +135,22 @@ def _mark_best(rows: list[dict[str, Any]]) -> None:
 
 
 def _model_rows(summary: Summary) -> list[dict[str, Any]]:
-    rows = [{"model": model, **_group_row(group)} for model, group in summary.models.items()]
+    rows = [
+        {
+            "model": model,
+            **_group_row(group),
+            "top_errors": group.top_errors,
+            "no_success": bool(group.requests) and not group.ok,
+        }
+        for model, group in summary.models.items()
+    ]
     _mark_best(rows)
     return rows
+
+
+def _single(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether a row has a mean but no std dev: a single successful request."""
+    return any(row["lat_avg"] is not None and row["lat_sd"] is None for row in rows)
 
 
 def _prompt_groups(summary: Summary, measured: Sequence[RequestRecord]) -> list[dict[str, Any]]:
@@ -452,6 +469,9 @@ def render_report(summary: Summary, records: Sequence[RequestRecord], manifest: 
     streamed = _streamed(config, measured)
     failures = _failures(measured)
     status = manifest.status
+    model_rows = _model_rows(summary)
+    prompt_groups = _prompt_groups(summary, measured)
+    prompt_rows = [row for group in prompt_groups for row in group["rows"]]
     return (
         _environment()
         .get_template("report.html.j2")
@@ -471,8 +491,13 @@ def render_report(summary: Summary, records: Sequence[RequestRecord], manifest: 
             warmup_excluded=len(records) - len(measured),
             overall=_group_row(summary),
             throughput=summary.throughput,
-            model_rows=_model_rows(summary),
-            prompt_groups=_prompt_groups(summary, measured),
+            model_rows=model_rows,
+            no_success=[row for row in model_rows if row["no_success"]],
+            single_models=_single(model_rows),
+            prompt_groups=prompt_groups,
+            prompt_rows=len(prompt_rows),
+            prompt_open=len(prompt_rows) <= PROMPT_ROWS_OPEN,
+            single_prompts=_single(prompt_rows),
             charts=_charts(measured, models, streamed),
             failures=failures[:MAX_FAILURES],
             failures_hidden=max(0, len(failures) - MAX_FAILURES),

@@ -6,6 +6,8 @@
 - distributions are computed over successful requests only; failures are counted by class,
   never dropped; warm-up requests are excluded from everything;
 - retries are totalled, so failures a retry hid stay visible (`retries`);
+- each model's most frequent error messages are kept (`top_errors`), since a class count
+  (http_4xx 6) does not say why its requests failed;
 - a sweep (`RunConfig.sweep`) is summarised per step, and per model in each step, against its
   SLO, with the knee: per model, the highest load at which it and every lower step met it.
 
@@ -23,7 +25,9 @@ from typing import Any, Literal
 from llm_gateway.bench import loads
 from llm_gateway.bench.documents import (
     Distribution,
+    ErrorCount,
     GroupStats,
+    ModelStats,
     PromptStats,
     RetryStats,
     RunConfig,
@@ -37,6 +41,8 @@ from llm_gateway.bench.records import RequestRecord
 
 PERCENTILES = (50, 90, 95, 99)
 DIGITS = 6
+TOP_ERRORS = 3  # messages kept per model
+ERROR_CHARS = 300  # of each message
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -108,6 +114,21 @@ def group_stats(records: Sequence[RequestRecord]) -> GroupStats:
     return GroupStats(**_group(records))
 
 
+def top_errors(records: Sequence[RequestRecord]) -> list[ErrorCount]:
+    """The most frequent error messages of failed requests (ties in the order first seen)."""
+    counts = Counter(
+        (r.status, _cut(r.error or "", ERROR_CHARS)) for r in records if r.status != "ok"
+    )
+    return [
+        ErrorCount(status=status, message=message, count=count)
+        for (status, message), count in counts.most_common(TOP_ERRORS)
+    ]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def summarize(records: Sequence[RequestRecord], config: RunConfig | None = None) -> Summary:
     """The summary of a run: overall, per model, per prompt x model, and run throughput (and
     the sweep, when `config` plans one).
@@ -128,7 +149,10 @@ def summarize(records: Sequence[RequestRecord], config: RunConfig | None = None)
         prompts=len({index for index, _ in by_cell}),
         **overall,
         throughput=_throughput(measured, overall["ok"], overall["output_tokens"]),
-        models={model: group_stats(group) for model, group in by_model.items()},
+        models={
+            model: ModelStats(**_group(group), top_errors=top_errors(group))
+            for model, group in by_model.items()
+        },
         per_prompt=[
             PromptStats(
                 prompt_index=index,

@@ -48,6 +48,9 @@ out_console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 Host = Annotated[str, typer.Option(help="Interface to bind.")]
+Wide = typer.Option(
+    "--wide", help="Every column of the summary (default: the ones that fit 80 columns)."
+)
 
 
 def _settings() -> Settings:
@@ -304,8 +307,10 @@ def bench(
     out: Annotated[
         Path | None, typer.Option(help="Folder for runs (default GATEWAY_BENCHMARKS_DIR).")
     ] = None,
+    wide: Annotated[bool, Wide] = False,
 ) -> None:
-    """Benchmark models on a prompt file: live progress, a summary table, stored results."""
+    """Benchmark models on a prompt file: live progress, a summary table, stored results.
+    Exits 1 when a model had no successful request."""
     from llm_gateway.bench.runner import Load
     from llm_gateway.cli.bench import build_config, run_bench
 
@@ -347,6 +352,7 @@ def bench(
         api_key=api_key,
         out=out or settings.benchmarks_dir,
         console=out_console,
+        wide=wide,
     )
     raise typer.Exit(code)
 
@@ -354,11 +360,12 @@ def bench(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder under benchmarks/.")],
+    wide: Annotated[bool, Wide] = False,
 ) -> None:
     """Re-render a run's summary.json and report.html from its stored results."""
     from llm_gateway.cli.bench import rerender
 
-    raise typer.Exit(rerender(run_dir, console=out_console))
+    raise typer.Exit(rerender(run_dir, console=out_console, wide=wide))
 
 
 def main() -> None:

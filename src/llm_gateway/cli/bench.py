@@ -1,5 +1,6 @@
-"""`llm-gateway bench` and `report` in a terminal: a live progress bar, a summary table, the
-paths written. The benchmark itself is `bench.pipeline`'s, the same the HTTP endpoint runs."""
+"""`llm-gateway bench` and `report` in a terminal: a live progress bar, the summary (tables.py),
+the paths written. The benchmark itself is `bench.pipeline`'s, the same the HTTP endpoint
+runs."""
 
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from llm_gateway.bench import pipeline
-from llm_gateway.bench.documents import ACTIVE, Distribution, RunResult, Summary, Sweep
+from llm_gateway.bench.documents import ACTIVE, RunResult
 from llm_gateway.bench.loops import run_loop
 from llm_gateway.bench.prompts import PromptFile
 from llm_gateway.bench.records import RequestRecord
@@ -27,6 +27,7 @@ from llm_gateway.bench.runner import BenchConfig, Load
 from llm_gateway.bench.store import REPORT, RESULTS_CSV, RunDir, RunStore
 from llm_gateway.bench.target import Target
 from llm_gateway.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_UPSTREAM_ERROR, EXIT_USAGE
+from llm_gateway.cli.tables import failed_models, print_summary
 from llm_gateway.config import EMULATOR_KEY, Settings
 from llm_gateway.errors import GatewayError
 from llm_gateway.runtime import Runtime, display_url, open_runtime
@@ -35,101 +36,9 @@ from llm_gateway.runtime import Runtime, display_url, open_runtime
 RATE_CAP = 256
 
 
-def _seconds(value: float | None) -> str:
-    return f"{value:.3f}" if value is not None else "-"
-
-
 def build_config(*, load: Load, **fields: Any) -> BenchConfig:
     """The benchmark the command line describes (ValueError, readable, when it cannot run)."""
     return BenchConfig(**fields, **load.fields(rate_cap=RATE_CAP))
-
-
-def _ms(value: float | None) -> str:
-    return f"{value * 1000:.1f} ms" if value is not None else "-"
-
-
-def client_lines(summary: Summary) -> list[str]:
-    """What the client says about itself under the table: its loop lag (and a warning when
-    the lag could have distorted the numbers) and what retries cost."""
-    lines = []
-    lag = summary.client
-    if lag is not None:
-        lines.append(
-            f"client loop lag p50 {_ms(lag.loop_lag_p50_s)}, p99 {_ms(lag.loop_lag_p99_s)}, "
-            f"max {_ms(lag.loop_lag_max_s)} ({lag.processes or 1} process"
-            f"{'es' if (lag.processes or 1) > 1 else ''})"
-        )
-        if lag.warning:
-            lines.append(f"[yellow]Warning:[/yellow] {lag.warning}")
-    retries = summary.retries
-    if retries.requests_retried:
-        lines.append(
-            f"retries: {retries.requests_retried} requests retried, {retries.attempts} upstream "
-            f"calls for {summary.requests} requests ({retries.failed_attempts} failed), "
-            f"{retries.retry_wait_s:.2f}s spent before final attempts"
-        )
-    return lines
-
-
-def sweep_table(sweep: Sweep) -> Table:
-    """One row per step: the load, what it achieved, its tails, and whether it met the SLO."""
-    table = Table(title=f"Sweep ({sweep.load}; seconds)")
-    for name in (sweep.load, "ok", "failed", "req/s", "goodput/s", "TTFT p99", "lat p99", "SLO"):
-        table.add_column(name, justify="right")
-    for step in sweep.steps:
-        load = step.concurrency if sweep.load == "concurrency" else step.rate
-        met = "-" if step.slo_met is None else "met" if step.slo_met else "broken"
-        table.add_row(
-            f"{load:g}" if load is not None else "-",
-            str(step.ok),
-            str(step.failed),
-            f"{step.throughput.requests_per_s or 0:.2f}",
-            f"{step.goodput_per_s:.2f}" if step.goodput_per_s is not None else "-",
-            _seconds((step.ttft or Distribution()).p99),
-            _seconds((step.latency or Distribution()).p99),
-            met,
-        )
-    return table
-
-
-def sweep_lines(sweep: Sweep) -> list[str]:
-    lines = []
-    if sweep.slo:
-        bounds = ", ".join(f"{k}={v:g}" for k, v in sweep.slo.items())
-        knees = "; ".join(
-            f"{model}: {sweep.load} {knee:g}" if knee is not None else f"{model}: none"
-            for model, knee in sweep.knee.items()
-        )
-        lines.append(f"knee (highest load meeting {bounds}): {knees}")
-    if sweep.stopped:
-        lines.append(f"stopped early: {sweep.stopped}")
-    return lines
-
-
-def summary_table(summary: Summary) -> Table:
-    """Per model: the brief's mean latency and std_dev first, then the rest."""
-    table = Table(title="Benchmark summary (seconds)")
-    table.add_column("model", no_wrap=True)  # ids must stay readable; numbers can wrap
-    for name in ("ok", "failed", "mean latency", "std_dev", "p50", "p95", "mean TTFT"):
-        table.add_column(name, justify="right")
-    table.add_column("tokens/s", justify="right")
-    table.add_column("errors")
-    for model, group in summary.models.items():
-        latency = group.latency or Distribution()
-        speed = (group.tokens_per_s or Distribution()).avg
-        table.add_row(
-            model,
-            str(group.ok),
-            str(group.failed),
-            _seconds(latency.avg),
-            _seconds(latency.std_dev),
-            _seconds(latency.p50),
-            _seconds(latency.p95),
-            _seconds((group.ttft or Distribution()).avg),
-            f"{speed:.1f}" if speed is not None else "-",
-            ", ".join(f"{k} {v}" for k, v in group.errors.items()),
-        )
-    return table
 
 
 def run_bench(
@@ -141,8 +50,10 @@ def run_bench(
     api_key: str | None,
     out: Path,
     console: Console,
+    wide: bool = False,
 ) -> int:
-    """Run a benchmark with a progress bar; return the process exit code."""
+    """Run a benchmark with a progress bar; return the process exit code: 1 when a model had
+    no successful request (its id or key is most likely wrong), else 0."""
     store = RunStore(out, keep_runs=settings.bench_keep_runs, max_bytes=settings.bench_max_bytes)
     try:
         run = store.create(status="running", models=config.models, total=config.total)
@@ -161,21 +72,10 @@ def run_bench(
     except GatewayError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         return EXIT_UPSTREAM_ERROR
-    console.print(summary_table(result))
-    throughput = result.throughput
-    console.print(
-        f"{result.ok} ok, {result.failed} failed in {throughput.window_s:.2f}s "
-        f"({throughput.requests_per_s or 0:.2f} req/s)"
-    )
-    for line in client_lines(result):
-        console.print(line)
-    if result.sweep is not None:
-        console.print(sweep_table(result.sweep))
-        for line in sweep_lines(result.sweep):
-            console.print(line)
+    print_summary(console, result, wide=wide)
     for name, path in result.files.model_dump().items():
         console.print(f"  {name}: {path}")
-    return EXIT_OK
+    return EXIT_UPSTREAM_ERROR if failed_models(result) else EXIT_OK
 
 
 async def _run(
@@ -233,7 +133,7 @@ def runtime_target(runtime: Runtime) -> Target:
     )
 
 
-def rerender(run_dir: Path, *, console: Console) -> int:
+def rerender(run_dir: Path, *, console: Console, wide: bool = False) -> int:
     """Rebuild summary.json and report.html of a stored run from its CSV."""
     run = RunDir(run_dir)
     records = run.records()
@@ -245,10 +145,6 @@ def rerender(run_dir: Path, *, console: Console) -> int:
     if status in ACTIVE:  # its process died before it could say so
         status = "interrupted"
     summary = pipeline.finish(run, records, manifest, status)
-    console.print(summary_table(summary))
-    for line in client_lines(summary):
-        console.print(line)
-    if summary.sweep is not None:
-        console.print(sweep_table(summary.sweep))
+    print_summary(console, summary, wide=wide)
     console.print(f"report: {run.file(REPORT)}")
     return EXIT_OK
