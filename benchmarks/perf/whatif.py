@@ -17,9 +17,8 @@ from endpoints import Target
 from fmt import ms, rps
 from measure import Runner
 from result import Options, WhatifRow
-from stack import context_switches
-
 from services import INSTANT, Servers
+from stack import context_switches
 
 
 @dataclass(frozen=True)
