@@ -32,8 +32,12 @@ run: $(RUNTIME)
 emulator: $(RUNTIME)
 	$(BIN)/llm-gateway emulator --host $(HOST) --port 9010
 
+# Two workers (pytest-xdist): most tests wait on loopback servers, timeouts and streams, so two
+# run in the time of one on a 2-core machine. PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(DEV)
-	$(BIN)/python -m pytest --cov --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 lint: $(DEV)
 	$(BIN)/ruff check src tests benchmarks
