@@ -133,7 +133,7 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
         f"{setup.ramp_gap_ms} ms apart), all opened at once; a step passes when every stream got"
         " every event in order and ended properly. Peak open = most streams between their first"
         " content event and their end at one instant; a step where fewer than 90% were open at"
-        " once (streams queued) does not count as held.",
+        " once (streams waited, or ended before others started) does not count as held.",
         "",
         "| target | most held | step | ok | errors | peak open | TTFT p50 | TTFT p99 "
         "| stream p50 | stream max | wall | other load (cores) |",
@@ -149,7 +149,7 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
             h = step.stats
             lines.append(
                 f"| {label} | {held} | {step.streams} | {h.ok} | {h.errors or '-'} "
-                f"| {h.peak_open}{' (queued)' if step.queued else ''} "
+                f"| {h.peak_open}{' (not all open)' if step.queued else ''} "
                 f"| {ms(h.ttft.p50_ms)} | {ms(h.ttft.p99_ms)} | {ms(h.stream_duration.p50_ms)} "
                 f"| {ms(h.stream_duration.max_ms)} | {h.wall_s:.2f} s | {_noise(step)} |"
             )

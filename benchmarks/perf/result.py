@@ -143,7 +143,8 @@ class HoldStep(Measured[HoldStats]):
 
     target: str
     streams: int
-    # Every event arrived but fewer than 90% of the streams were open at once: they queued.
+    # Every event arrived but fewer than 90% of the streams were open at once (kept as `queued` in
+    # stored runs): they waited for a connection, or the server started them slower than they ended.
     queued: bool = False
 
     @property

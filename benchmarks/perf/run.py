@@ -164,25 +164,6 @@ def run_phases(options: Options, result: RunResult, runner: Runner, servers: Ser
         say("streaming: most concurrent streams held ...")
         for key, target in targets.items():
             result.ramp[key] = phase_ramp.run(runner, target, options.ramp, options.ramp_timeout)
-        if phase_ramp.queued(result.ramp.get("gateway")):
-            # Streams past the upstream pool wait for a connection: is that the default setting
-            # or the gateway's capacity? The same ramp with a pool larger than the largest step
-            # says.
-            say(f"gateway streams queued on its upstream pool; again with {phase_ramp.BIG_POOL}")
-            pool_env = {"GATEWAY_UPSTREAM_POOL_SIZE": str(phase_ramp.BIG_POOL)}
-            services["gateway_pool"] = servers.gateway("gateway_pool", env=pool_env)
-            result.services["gateway_pool"] = _service_info(services["gateway_pool"], run_dir)
-            target = Target(
-                "gateway_pool",
-                "llm-gateway `/v1/chat/completions`, "
-                f"GATEWAY_UPSTREAM_POOL_SIZE={phase_ramp.BIG_POOL}",
-                f"{services['gateway_pool'].url}/v1/chat/completions",
-                "chat",
-            )
-            result.labels[target.key] = target.label
-            result.ramp[target.key] = phase_ramp.run(
-                runner, target, options.ramp, options.ramp_timeout
-            )
     if "capacity" in phases:
         say("capacity: long streams by the thousand, a fresh server per step ...")
         phase_capacity.run(runner, servers, options, result.capacity)
