@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from llm_gateway.app import create_app
+from llm_gateway.app import SERVING_GC_THRESHOLDS, create_app
 from llm_gateway.config import Settings
 from llm_gateway.errors import ConfigError
 from llm_gateway.runtime import display_url
@@ -28,6 +30,25 @@ def test_without_a_key_the_built_in_emulator_is_served_and_labelled(tmp_path: Pa
     assert answer.status_code == 200
     log = read_log(tmp_path / "server_logs.txt", waiting_for="BUILT-IN EMULATOR")
     assert "BUILT-IN EMULATOR" in log and "OPENROUTER_API_KEY" in log
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("collector_restored")
+def test_a_serving_gateway_freezes_its_heap_and_spares_open_streams_full_collections(
+    tmp_path: Path,
+) -> None:
+    gc.set_threshold(700, 10, 10)  # Python's default, whatever an earlier test left
+    settings = Settings(_env_file=None, log_dir=tmp_path)  # type: ignore[call-arg]
+    with serve(create_app(settings)) as url:
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
 
 
 def test_with_a_key_openrouter_is_the_default_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
