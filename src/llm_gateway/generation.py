@@ -53,7 +53,7 @@ async def generate(client: UpstreamClient, payload: dict[str, Any], *, started: 
     return Generated(completion, time.perf_counter() - started, None, reply.attempts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event (see upstream/sse.py's SSEEvent)
 class Delta:
     """A piece of generated text, as it arrived."""
 
@@ -80,7 +80,8 @@ async def relay(stream: ChatStream, *, started: float) -> AsyncIterator[Delta | 
     """
     accumulator = StreamAccumulator()
     ttft: float | None = None
-    async for item in stream:
+    # `next()` rather than `async for`: one async generator less to pass every event through.
+    while (item := await stream.next()) is not None:
         if not isinstance(item, Chunk):
             yield Waiting()
             continue

@@ -111,6 +111,16 @@ async def test_a_finish_without_done_is_a_complete_stream() -> None:
     assert stream.finished
 
 
+async def test_forward_knows_a_finish_however_it_is_spaced_and_not_from_a_null() -> None:
+    spaced = b'data: {"choices":[{"delta":{},"finish_reason" :  "length"}]}\n\n'
+    stream = _stream(Response(CHUNK + spaced))  # no [DONE]: the finish alone ends it cleanly
+    assert b"".join(await _forwarded(stream)).endswith(DONE)
+    null_only = b'data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}\n\n'
+    stream = _stream(Response(null_only + null_only))
+    with pytest.raises(UpstreamUnreachable, match="before it finished"):
+        await _forwarded(stream)
+
+
 async def test_silence_longer_than_the_idle_timeout_is_a_timeout() -> None:
     stream = _stream(Response(CHUNK, None), idle=0.01)
     assert isinstance(await stream.next(), Chunk)
@@ -173,7 +183,7 @@ async def test_the_idle_timer_cuts_only_a_read_that_waits_too_long() -> None:
     idle = IdleTimeout(0.05)
 
     async def read(wait: float) -> None:
-        async with idle:
+        with idle:
             await asyncio.sleep(wait)
 
     for _ in range(20):  # 20 reads of 10 ms: 200 ms in all, four idle periods

@@ -55,3 +55,24 @@ def test_a_final_event_without_its_blank_line_is_kept() -> None:
 def test_fields_without_space_and_unknown_fields() -> None:
     items = _decode_in_pieces(b"id: 1\nretry: 10\ndata:x\n\n", 3)
     assert items == [SSEEvent("x")]
+
+
+def test_a_read_of_exactly_one_event_decodes_as_the_general_path_does() -> None:
+    """A read that is one `data:` line and its blank line takes a shortcut; it must agree with
+    the line-by-line decoder on every near miss (CR before LF, two lines, a partial line
+    pending, text that is not UTF-8)."""
+    reads = (
+        b'data: {"a":1}\n\n',
+        b"data: x\r\n\n",
+        b"data: x\ndata: y\n\n",
+        b"data: caf\xc3\xa9 \xff\n\n",
+        b"data:x\n\n",
+        b"event: done\ndata: x\n\n",
+    )
+    for read in reads:
+        shortcut = SSEDecoder().feed(read)
+        byte_by_byte = _decode_in_pieces(read, 1)
+        assert shortcut == byte_by_byte, read
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a") == []  # pending: the next read is not one whole event
+    assert decoder.feed(b"b\n\n") == [SSEEvent("ab")]

@@ -31,14 +31,14 @@ from llm_gateway.upstream.sse import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event (see SSEEvent)
 class KeepAlive:
     """A comment line from the upstream: no content, but proof the upstream is alive."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event (see SSEEvent)
 class Chunk:
     """One `chat.completion.chunk`: parsed, with the raw `data` kept for passthrough."""
 
@@ -178,7 +178,7 @@ class ChatStream:
             while not self._pending:
                 if self._blocks:
                     block, received_ns = self._blocks.pop(0)
-                    self._pending.extend((item, received_ns) for item in self._decoder.feed(block))
+                    self._pending += [(item, received_ns) for item in self._decoder.feed(block)]
                     continue
                 if self._eof:
                     self._check_complete()
@@ -223,7 +223,7 @@ class ChatStream:
                     if block:
                         yield block  # the events before the error are the client's
                     raise error
-            elif b"finish_reason" in block and _FINISH.search(block):
+            elif _sets_finish(block):
                 self._saw_finish = True
             if b"[DONE]" in block and _DONE_LINE.search(block):
                 self._done()
@@ -287,7 +287,7 @@ class ChatStream:
         # The idle timeout restarts on every read, so keep-alive comments keep a slow stream
         # alive while a silent one is cut.
         try:
-            async with self._idle:
+            with self._idle:
                 data = await self._response.content.readany()
         except TimeoutError as exc:
             raise UpstreamTimeout(
@@ -321,7 +321,7 @@ class ChatStream:
 
 
 class IdleTimeout:
-    """`async with idle:` around each read: TimeoutError if that read waits `seconds`.
+    """`with idle:` around each read: TimeoutError if that read waits `seconds`.
 
     `asyncio.timeout` per read costs a timer scheduled and cancelled every time; a stream
     reads for every event (hundreds of thousands a minute across a busy gateway). This keeps
@@ -340,7 +340,7 @@ class IdleTimeout:
         self._started = 0.0
         self._cancelled = False
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         self._reading = asyncio.current_task()
@@ -348,9 +348,7 @@ class IdleTimeout:
         if self._timer is None:
             self._timer = self._loop.call_at(self._started + self._seconds, self._fire)
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, _: Any
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
         self._reading = None
         if self._cancelled and kind is asyncio.CancelledError:
             self._cancelled = False
@@ -379,7 +377,8 @@ class IdleTimeout:
 
 _DONE = b"data: [DONE]\n\n"
 _DONE_LINE = re.compile(rb"(?m)^data: ?\[DONE\]\r?$")
-_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+_FINISH_KEY = b'"finish_reason"'
+_STRING_VALUE = re.compile(rb'\s*:\s*"')
 
 
 def _has_data(block: bytes) -> bool:
@@ -392,8 +391,24 @@ def _may_carry_error(block: bytes) -> bool:
     return b'"error"' in block
 
 
+def _sets_finish(block: bytes) -> bool:
+    """Whether an event in `block` has a `finish_reason` that is a string (not null).
+
+    Every chunk of a healthy stream names the key (`"finish_reason":null`): each occurrence is
+    looked at where it is found rather than a regex scanning the block for it (~4x cheaper, on
+    every read of every stream)."""
+    start = block.find(_FINISH_KEY)
+    while start >= 0:
+        if _STRING_VALUE.match(block, start + len(_FINISH_KEY)):
+            return True
+        start = block.find(_FINISH_KEY, start + len(_FINISH_KEY))
+    return False
+
+
 def _has_finish(data: dict[str, Any]) -> bool:
     choices = data.get("choices")
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") for c in choices
-    )
+    if isinstance(choices, list):
+        for choice in choices:  # a loop, not any(<generator>): this runs for every chunk
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                return True
+    return False
