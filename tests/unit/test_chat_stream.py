@@ -121,6 +121,16 @@ async def test_forward_knows_a_finish_however_it_is_spaced_and_not_from_a_null()
         await _forwarded(stream)
 
 
+async def test_parsed_gives_each_forwarded_events_json_and_none_for_a_comment() -> None:
+    comment = b": OPENROUTER PROCESSING\n\n"
+    stream = _stream(Response(CHUNK, comment + CHUNK + FINISH + DONE))
+    parsed = [chunk for block in await _forwarded(stream) for chunk in stream.parsed(block)]
+    hi = {"choices": [{"delta": {"content": "hi"}}]}
+    assert parsed == [hi, None, hi, {"choices": [{"delta": {}, "finish_reason": "stop"}]}]
+    with pytest.raises(UpstreamBadResponse, match="not JSON: 'nope'"):
+        stream.parsed(b"data: nope\n\n")
+
+
 async def test_silence_longer_than_the_idle_timeout_is_a_timeout() -> None:
     stream = _stream(Response(CHUNK, None), idle=0.01)
     assert isinstance(await stream.next(), Chunk)

@@ -102,9 +102,10 @@ class UpstreamResponse(Protocol):
 class ChatStream:
     """One upstream SSE response; close it when done (`aclose`, or `async with`).
 
-    Read it either item by item (`next()`, iteration: parsed chunks, for whoever needs their
-    content) or as the upstream's own bytes (`forward()`, for a passthrough). Reads are kept as
-    whole events, as they came, with the time of the read that brought them.
+    Read it either item by item (`next()`, iteration: parsed chunks, each with the time of the
+    read that brought it, for a benchmark) or as the upstream's own bytes (`forward()`, for a
+    passthrough; `parsed()` decodes its blocks for a reader that needs the content but not the
+    times, as `/generate` does). Reads are kept as whole events, as they came.
     """
 
     def __init__(
@@ -273,11 +274,25 @@ class ChatStream:
             raise UpstreamUnreachable("The upstream closed the stream before it finished")
         self.finished = True
 
-    def _parse(self, data: str) -> dict[str, Any]:
+    def parsed(self, block: bytes) -> list[dict[str, Any] | None]:
+        """The events of a block `forward()` gave, parsed: each event's JSON object, None for a
+        comment (the upstream is alive), nothing for `[DONE]`. For a reader that needs each
+        chunk's content but not the time it came: `forward()` has already checked and scrubbed
+        the block with byte searches, so this only decodes it."""
+        if block.startswith(b"data: {") and block.find(b"\n") == len(block) - 2:
+            return [self._parse(block[6:-2])]  # one event: nearly every read of a stream
+        return [
+            None if isinstance(item, SSEComment) else self._parse(item.data)
+            for item in SSEDecoder().feed(block)
+            if isinstance(item, SSEComment) or item.data != "[DONE]"
+        ]
+
+    def _parse(self, data: str | bytes) -> dict[str, Any]:
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            message = f"Upstream sent an event that is not JSON: {data[:80]!r}"
+            text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+            message = f"Upstream sent an event that is not JSON: {text[:80]!r}"
             raise UpstreamBadResponse(self.redact(message)) from exc
         if not isinstance(parsed, dict):
             raise UpstreamBadResponse("Upstream sent an event that is not a JSON object")
