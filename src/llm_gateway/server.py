@@ -76,17 +76,28 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     the worker processes.
     """
 
-    _timer: asyncio.TimerHandle | None = None
-    _head_bytes = 0
-    _reading_head = False
-    _head_tail = b""
+    # Slots, not the instance dict: uvicorn's protocol already has about 30 attributes, and
+    # CPython shares a dict's keys between instances only up to 30; past that each connection
+    # carries a dict of its own.
+    __slots__ = (
+        "_body_seconds",
+        "_head_bytes",
+        "_head_tail",
+        "_header_seconds",
+        "_reading_head",
+        "_timer",
+    )
 
     def __init__(
         self, *args: Any, header_timeout: float, body_timeout: float, **kwargs: Any
     ) -> None:
-        super().__init__(*args, **kwargs)
+        self._timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._reading_head = False
+        self._head_tail = b""
         self._header_seconds = header_timeout
         self._body_seconds = body_timeout
+        super().__init__(*args, **kwargs)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -37,3 +37,15 @@ def test_usage_comes_from_the_chunk_after_finish_reason_in_both_forms() -> None:
         assert result.finish_reason == "stop"  # the dummy choice's null does not erase it
         assert result.usage is not None and result.usage.total_tokens == 5
         assert result.text == "a"
+
+
+def test_streamed_text_and_reasoning_come_back_exactly_as_the_pieces_said() -> None:
+    pieces = ["Hé", "llo ", "🙂", "", " wörld", "\ud83d"]  # the last: a lone surrogate escape
+    acc = StreamAccumulator()
+    for piece in pieces:
+        acc.feed({"choices": [{"delta": {"content": piece, "reasoning": piece[::-1]}}]})
+    result = acc.result()
+    assert result.text == "".join(pieces)
+    assert result.reasoning == "".join(piece[::-1] for piece in pieces)
+    assert acc.content_chunks == 5
+    assert StreamAccumulator().result().reasoning is None

@@ -94,8 +94,11 @@ class StreamAccumulator:
     usage: Usage | None = None
     content_chunks: int = 0
     tool_calls: bool = False
-    _text: list[str] = field(default_factory=list)
-    _reasoning: list[str] = field(default_factory=list)
+    # The text so far as UTF-8, not a list of the pieces: a piece is a token or two, and as a
+    # str object each costs ~50 bytes more than its text (a 1,000-token answer: ~50 KB more per
+    # open stream). "surrogatepass": JSON can carry a lone surrogate escape, and it is kept.
+    _text: bytearray = field(default_factory=bytearray)
+    _reasoning: bytearray = field(default_factory=bytearray)
 
     def feed(self, chunk: dict[str, Any]) -> tuple[str, str]:
         """Take one chunk; return its (content, reasoning) pieces, either possibly empty."""
@@ -120,20 +123,20 @@ class StreamAccumulator:
         content = content if isinstance(content, str) else ""
         reasoning = reasoning if isinstance(reasoning, str) else ""
         if content:
-            self._text.append(content)
+            self._text += content.encode("utf-8", "surrogatepass")
             self.content_chunks += 1
         if reasoning:
-            self._reasoning.append(reasoning)
+            self._reasoning += reasoning.encode("utf-8", "surrogatepass")
         return content, reasoning
 
     def result(self) -> Completion:
         return Completion(
             id=self.id,
             model=self.model,
-            text="".join(self._text),
+            text=self._text.decode("utf-8", "surrogatepass"),
             finish_reason=self.finish_reason,
             usage=self.usage,
             provider=self.provider,
-            reasoning="".join(self._reasoning) or None,
+            reasoning=self._reasoning.decode("utf-8", "surrogatepass") or None,
             tool_calls=self.tool_calls,
         )
