@@ -29,8 +29,8 @@ from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.shared import Shared, open_shared, upstream_namespace
 from llm_gateway.shared.waits import UpstreamWaits
 from llm_gateway.upstream.catalog import ModelCatalog
-from llm_gateway.upstream.client import Timeouts, UpstreamClient
-from llm_gateway.upstream.retry import RetryObserver, RetryPolicy
+from llm_gateway.upstream.client import UpstreamClient
+from llm_gateway.upstream.retry import RetryObserver
 
 logger = logging.getLogger("llm_gateway")
 
@@ -67,33 +67,10 @@ def build_client(
     observer: RetryObserver | None = None,
     waits: UpstreamWaits | None = None,
 ) -> UpstreamClient:
-    """An upstream client configured from settings (timeouts, retries, pool, attribution)."""
-    headers = {"X-OpenRouter-Title": settings.app_title, "X-Title": settings.app_title}
-    if settings.app_url:
-        headers["HTTP-Referer"] = settings.app_url
-    return UpstreamClient(
-        base_url=base_url,
-        api_key=api_key,
-        timeouts=Timeouts(
-            connect=settings.connect_timeout,
-            first_byte=settings.first_byte_timeout,
-            idle=settings.idle_timeout,
-            total=settings.total_timeout,
-            stream_commit=settings.stream_commit_after,
-        ),
-        retry=RetryPolicy(
-            attempts=settings.retry_attempts,
-            base=settings.retry_base,
-            max_wait=settings.retry_max_wait,
-            budget=settings.retry_budget,
-            observer=observer,
-            waits=waits,
-        ),
-        secrets=settings.secrets(),
-        max_bytes=settings.max_upstream_bytes,
-        pool_size=settings.upstream_pool_size,
-        headers=headers,
-    )
+    """The gateway's upstream client, configured from settings (timeouts, retries, pool,
+    attribution, bounds): the benchmark's recipe, untraced, pooled as set."""
+    target = Target.from_settings(settings, base_url=base_url, api_key=api_key)
+    return target.client(concurrency=None, trace_send_times=False, observer=observer, waits=waits)
 
 
 @asynccontextmanager

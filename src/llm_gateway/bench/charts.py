@@ -65,6 +65,22 @@ def _tag(name: str, attrs: Mapping[str, object] | None = None, *children: object
     return Markup(f"<{name}{attributes}>{body}</{name}>")
 
 
+def _vertical_label(top: float, bottom: float, text: str) -> Markup:
+    """A y-axis title, turned to read bottom to top, centred between `top` and `bottom`."""
+    middle = (top + bottom) / 2
+    return _tag(
+        "text",
+        {
+            "x": 16,
+            "y": middle,
+            "class": "axis",
+            "text-anchor": "middle",
+            "transform": f"rotate(-90 16 {middle:.1f})",
+        },
+        text,
+    )
+
+
 def _short(text: str, limit: int = LABEL_CHARS) -> str:
     """Cut in the middle: model ids often differ only at the end (`...-8b`, `...:free`)."""
     if len(text) <= limit:
@@ -290,19 +306,7 @@ def timeline_chart(records: Sequence[RequestRecord], colors: Mapping[str, str]) 
         parts.append(
             _tag("text", {"x": left - 8, "y": y(tick) + 4, "text-anchor": "end"}, _tick_label(tick))
         )
-    parts.append(
-        _tag(
-            "text",
-            {
-                "x": 16,
-                "y": (top + bottom) / 2,
-                "class": "axis",
-                "text-anchor": "middle",
-                "transform": f"rotate(-90 16 {(top + bottom) / 2:.1f})",
-            },
-            "latency (s)",
-        )
-    )
+    parts.append(_vertical_label(top, bottom, "latency (s)"))
     band = top - 16
     if failed:
         parts.append(
@@ -410,19 +414,7 @@ def sweep_chart(
             "load (each step doubles it)",
         )
     )
-    parts.append(
-        _tag(
-            "text",
-            {
-                "x": 16,
-                "y": (top + bottom) / 2,
-                "class": "axis",
-                "text-anchor": "middle",
-                "transform": f"rotate(-90 16 {(top + bottom) / 2:.1f})",
-            },
-            axis_label,
-        )
-    )
+    parts.append(_vertical_label(top, bottom, axis_label))
     for bound, label in bounds:
         parts.append(
             _tag(

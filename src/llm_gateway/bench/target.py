@@ -5,6 +5,9 @@ send-time trace on (t0 is when a request is written to its connection), a connec
 large as its concurrency, and its own retry policy (`--retries`; 0 measures the upstream as it
 is). The recipe is plain data, so a worker process can build the same client on its own loop.
 It holds the key: it is passed to worker processes, never written anywhere.
+
+The gateway's own client is built from the same recipe (`runtime.build_client`), untraced and
+with its metrics and shared waits attached: one place turns settings into a client.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llm_gateway.config import Settings
+from llm_gateway.shared.waits import UpstreamWaits
 from llm_gateway.upstream.client import Timeouts, UpstreamClient
-from llm_gateway.upstream.retry import RetryPolicy
+from llm_gateway.upstream.retry import RetryObserver, RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class Target:
     headers: tuple[tuple[str, str], ...] = ()
     secrets: tuple[str, ...] = field(default=(), repr=False)
     pool_size: int = 256
+    max_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings, *, base_url: str, api_key: str) -> Target:
@@ -53,10 +58,19 @@ class Target:
             headers=tuple(headers.items()),
             secrets=tuple(settings.secrets()),
             pool_size=settings.upstream_pool_size,
+            max_bytes=settings.max_upstream_bytes,
         )
 
-    def client(self, *, concurrency: int = 1) -> UpstreamClient:
-        """A new client with the send-time trace, pooling at least `concurrency` connections."""
+    def client(
+        self,
+        *,
+        concurrency: int | None = 1,
+        trace_send_times: bool = True,
+        observer: RetryObserver | None = None,
+        waits: UpstreamWaits | None = None,
+    ) -> UpstreamClient:
+        """A new client; a benchmark's (the default) has the send-time trace and pools at least
+        `concurrency` connections; `concurrency=None` keeps the pool size as set."""
         return UpstreamClient(
             base_url=self.base_url,
             api_key=self.api_key,
@@ -66,9 +80,12 @@ class Target:
                 base=self.retry_base,
                 max_wait=self.retry_max_wait,
                 budget=self.retry_budget,
+                observer=observer,
+                waits=waits,
             ),
-            pool_size=max(self.pool_size, concurrency),
+            pool_size=self.pool_size if concurrency is None else max(self.pool_size, concurrency),
             headers=dict(self.headers),
             secrets=self.secrets,
-            trace_send_times=True,
+            max_bytes=self.max_bytes,
+            trace_send_times=trace_send_times,
         )
