@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__
 from llm_gateway.admission import Admission
@@ -40,6 +41,43 @@ SERVING_GC_THRESHOLDS = (700, 10, 1000)
 
 # Served by `HotRoutes` ahead of FastAPI's router (see api/hot.py), documented by api/openapi.py.
 HOT_ROUTES = (generate.ROUTE, openai.CHAT_ROUTE)
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the gateway's middleware in front of FastAPI's own layers rather than
+    inside them.
+
+    Starlette places added middleware inside its error middleware, and FastAPI adds its
+    telemetry and body-limit layers there too, so every request, hot routes included, went
+    through five framework frames (and each message it sent through one more wrapper) before
+    the gateway's first: measured, 5-9% of a proxied call's CPU. None of them is needed in
+    front: the access log answers the last-resort 500 in the error shape, the gateway limits
+    bodies itself, and telemetry is off. So HTTP requests go straight to the gateway's
+    middleware, whose innermost layer hands every route but the hot ones to FastAPI's own
+    stack (error middleware, exception handlers, router), which serves them as before.
+    Lifespan and any other scope go through FastAPI unchanged.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        ours, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = ours
+        for cls, args, kwargs in reversed(ours):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, banner: bool = True) -> FastAPI:
@@ -84,7 +122,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = True) -> Fast
             current_sink.reset(token)
             sink.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="llm-gateway",
         version=__version__,
         summary="A fast, reliable gateway to OpenRouter and OpenAI-compatible LLM APIs.",
@@ -102,7 +140,8 @@ def create_app(settings: Settings | None = None, *, banner: bool = True) -> Fast
     openapi.install(app, HOT_ROUTES)
     error_handlers.install(app)
     # Added innermost first: access log -> metrics -> disconnect watch -> browser guard ->
-    # CORS -> keys -> inbound limits -> body limit -> hot routes -> FastAPI's router.
+    # CORS -> keys -> inbound limits -> body limit -> hot routes -> FastAPI's own stack
+    # (GatewayApp puts them in front of it).
     admission = Admission(settings.max_in_flight, metrics)
     app.add_middleware(HotRoutes, routes=HOT_ROUTES, admission=admission)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -215,6 +215,10 @@ def uvicorn_config(
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keepalive_timeout,
         access_log=False,
+        # uvicorn would rewrite each request's client address and scheme from X-Forwarded-*
+        # headers (a middleware frame and a header scan per request); the gateway reads
+        # neither: its loopback check is on the address a request came in on.
+        proxy_headers=False,
         log_level="info",
         # On SIGTERM, open streams get this long to finish before they are cut.
         timeout_graceful_shutdown=settings.shutdown_grace,  # type: ignore[arg-type]
