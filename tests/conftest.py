@@ -15,6 +15,7 @@ import pytest
 from llm_gateway.app import create_app
 from llm_gateway.config import Settings
 from llm_gateway.emulator import Emulator, EmulatorConfig
+from llm_gateway.server import limited_protocol
 from tests.servers import serve
 from tests.services import RedisServer
 
@@ -88,13 +89,16 @@ GatewayFactory = Callable[..., AbstractContextManager[str]]
 
 @pytest.fixture
 def start_gateway(emulator_url: str, tmp_path: Path) -> GatewayFactory:
-    """`with start_gateway(**settings) as url:` a gateway in front of the emulator."""
+    """`with start_gateway(**settings) as url:` a gateway in front of the emulator, served
+    with `llm-gateway serve`'s own protocol (its connection limits and disconnect watch), or
+    with `plain_uvicorn=True` as `uvicorn --factory llm_gateway.app:create_app` serves it."""
 
     @contextmanager
-    def start(**overrides: Any) -> Iterator[str]:
+    def start(*, plain_uvicorn: bool = False, **overrides: Any) -> Iterator[str]:
         upstream_url = overrides.pop("upstream_url", emulator_url)
         settings = gateway_settings(upstream_url, tmp_path / "logs", **overrides)
-        with serve(create_app(settings)) as url:
+        config = {} if plain_uvicorn else {"http": limited_protocol(settings)}
+        with serve(create_app(settings), **config) as url:
             yield url
 
     return start

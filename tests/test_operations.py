@@ -65,7 +65,10 @@ async def test_metrics_count_requests_retries_cache_and_streams(
         await client.request("PROPFIND", "/generate")  # not a method of ours: no new label
         stream_body = {**BODY, "model": "emulator/steady", "max_tokens": 40}
         async with client.stream("POST", "/generate?stream=true", json=stream_body) as stream:
-            async for line in stream.aiter_lines():
+            # Held: an iterator dropped mid-stream is finalized at once, and httpx then closes
+            # the connection; the gateway would see the client leave before the count is read.
+            lines = stream.aiter_lines()
+            async for line in lines:
                 if line.startswith("data:"):
                     break
             during = (await client.get("/metrics")).text

@@ -9,6 +9,13 @@ read (at once for a request without one) to the end of the answer, and cancels t
 task when the client goes. The cancelled request is logged as `status=499` (nothing was
 answered) or, for a stream already under way, with `stream_error=client_disconnected`.
 
+How it learns that the client went depends on the server. `llm-gateway serve`'s protocol
+(server.py) knows the moment a connection is lost, and offers a `ClientWatch` in the request's
+scope extensions (CLIENT_WATCH): the request's task is handed to it and cancelled
+from the server when the client goes, at no cost per request or per streamed event. Under any
+other server (`uvicorn --factory ...`) the middleware listens itself: it wraps `receive` and
+`send`, and from WATCH_AFTER_S on a task reads `receive` for the disconnect.
+
 The server cancels requests too: on shutdown, uvicorn cancels what is still running after its
 grace period and would answer a plain-text 500 with a traceback. A request cancelled that way
 before its answer started gets a 503 `shutting_down` in the error shape instead.
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +38,26 @@ from llm_gateway.rendering import send_error
 logger = logging.getLogger("llm_gateway.errors")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
+
+# The scope extension under which a server offers its `ClientWatch`:
+# `scope["extensions"][CLIENT_WATCH] == {"watch": <ClientWatch>}`.
+CLIENT_WATCH = "llm_gateway.client_watch"
+
+
+class ClientWatch(Protocol):
+    """A server's watch over one request's connection."""
+
+    @property
+    def client_left(self) -> bool:
+        """The client went before its answer was complete."""
+
+    @property
+    def response_started(self) -> bool:
+        """The answer's status line has been sent."""
+
+    def watch(self, task: asyncio.Task[object]) -> None:
+        """Cancel `task` when the client goes (at once, if it has already gone)."""
+
 
 # How long a request runs before its client is watched. Nearly every answer is out sooner, and
 # a watcher (a task reading `receive`) started for every request cost a fifth of the gateway's
@@ -136,6 +164,30 @@ class CancelOnDisconnect:
             return
         task = asyncio.current_task()
         assert task is not None  # ASGI apps run in a task
+        # Taken out of the scope: the watch refers to the server's request, which refers to the
+        # scope, and a reference cycle left behind by every request is work for the collector.
+        extension = (scope.get("extensions") or {}).pop(CLIENT_WATCH, None)
+        if extension is None:
+            await self._listening(scope, receive, send, task)
+            return
+        server_watch: ClientWatch = extension["watch"]
+        server_watch.watch(task)
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if task.uncancel() > 0:
+                raise  # cancelled again meanwhile: not ours to swallow
+            await _cancelled(
+                scope,
+                send,
+                client_left=server_watch.client_left,
+                started=server_watch.response_started,
+            )
+
+    async def _listening(
+        self, scope: Scope, receive: Receive, send: Send, task: asyncio.Task[object]
+    ) -> None:
+        """The request under a server that does not watch its connection for the app."""
         listener = _Listener(receive, task)
         if not _has_body(scope):
             listener.listen(keep_body=True)
@@ -161,18 +213,25 @@ class CancelOnDisconnect:
         except asyncio.CancelledError:
             if task.uncancel() > 0:
                 raise  # cancelled again meanwhile: not ours to swallow
-            ctx = request_context()
-            if listener.client_left:
-                if ctx is not None and not started:
-                    ctx.client_closed = True
-                return
-            if started:
-                return  # the server is stopping mid-answer: the connection ends here
-            logger.warning("server shutting down: %s %s cancelled", scope["method"], scope["path"])
-            error = ShuttingDown("The gateway is shutting down; send the request again.")
-            await send_error(watched_send, error, path=route_path(scope))
+            await _cancelled(scope, watched_send, client_left=listener.client_left, started=started)
         finally:
             listener.stop()
+
+
+async def _cancelled(scope: Scope, send: Send, *, client_left: bool, started: bool) -> None:
+    """The request's task was cancelled (and the cancellation absorbed): by its client leaving,
+    logged as 499 unless a stream was under way; else by the server stopping, answered 503
+    `shutting_down` unless the answer had started (then the connection just ends)."""
+    if client_left:
+        ctx = request_context()
+        if ctx is not None and not started:
+            ctx.client_closed = True
+        return
+    if started:
+        return
+    logger.warning("server shutting down: %s %s cancelled", scope["method"], scope["path"])
+    error = ShuttingDown("The gateway is shutting down; send the request again.")
+    await send_error(send, error, path=route_path(scope))
 
 
 def _has_body(scope: Scope) -> bool:

@@ -36,11 +36,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from llm_gateway import __version__
 from llm_gateway.config import Settings
+from llm_gateway.disconnect import CLIENT_WATCH
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -56,6 +57,35 @@ _TOO_LARGE = (
 # it the connection is refused before the parser piles up a header in memory.
 MAX_HEAD_BYTES = 64 * 1024
 _END_OF_HEAD = b"\r\n\r\n"
+
+
+class _ClientWatch:
+    """The server's watch over one request's connection (see disconnect.py `ClientWatch`):
+    the request's task, cancelled from `connection_lost` when its client goes before the
+    answer is complete."""
+
+    __slots__ = ("_cycle", "_task", "client_left")
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+        self._task: asyncio.Task[object] | None = None
+        self.client_left = False
+
+    @property
+    def response_started(self) -> bool:
+        return self._cycle.response_started
+
+    def watch(self, task: asyncio.Task[object]) -> None:
+        self._task = task
+        if self.client_left:
+            task.cancel()
+
+    def connection_lost(self) -> None:
+        if self._cycle.response_complete or self.client_left:
+            return
+        self.client_left = True
+        if self._task is not None:
+            self._task.cancel()
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
@@ -74,6 +104,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     One timer per connection phase, in the server: no cost per `receive` in the app. A
     module-level class (not one built per call) so that the server config can be pickled to
     the worker processes.
+
+    It also watches each request's connection for the app (`CLIENT_WATCH` in the scope's
+    extensions): a client that goes before its answer is complete has its request cancelled
+    at once (disconnect.py), with no task listening per request. Like uvicorn's own disconnect
+    notice, the watch is on the connection's latest request: a pipelined request still waiting
+    behind another is never started once the connection is gone.
     """
 
     # Slots, not the instance dict: uvicorn's protocol already has about 30 attributes, and
@@ -86,6 +122,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         "_header_seconds",
         "_reading_head",
         "_timer",
+        "_watch",
     )
 
     def __init__(
@@ -97,6 +134,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_tail = b""
         self._header_seconds = header_timeout
         self._body_seconds = body_timeout
+        self._watch: _ClientWatch | None = None
         super().__init__(*args, **kwargs)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -119,6 +157,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self._reading_head = False
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # a request to serve (no upgrade)
+            self._watch = _ClientWatch(cycle)
+            self.scope["extensions"] = {CLIENT_WATCH: {"watch": self._watch}}
         if _has_body(self.headers):
             self._arm(self._body_seconds)
 
@@ -136,6 +178,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self._watch is not None:
+            self._watch.connection_lost()
 
     def _after_answer(self) -> None:
         if not self.transport.is_closing():
