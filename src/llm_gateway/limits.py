@@ -29,9 +29,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return self.app(scope, receive, send)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            error = PayloadTooLarge(self._message(f"is {declared} bytes"))
-            return send_error(send, error, path=route_path(scope))
+        if declared is not None:
+            if declared > self.max_bytes:
+                error = PayloadTooLarge(self._message(f"is {declared} bytes"))
+                return send_error(send, error, path=route_path(scope))
+            # HTTP/1.1 framing ends the body at its declared length: nothing to count, and no
+            # wrapper for a stream to hold for as long as it lasts.
+            return self.app(scope, receive, send)
         received = 0
 
         async def counted() -> Message:
@@ -54,10 +58,15 @@ class BodyLimitMiddleware:
 
 
 def _content_length(scope: Scope) -> int | None:
+    """The declared body length; None when there is none, it is not a number, or the body is
+    chunked (which, sent with a length too, overrides it)."""
+    declared = None
     for name, value in scope["headers"]:
-        if name == b"content-length":
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length" and declared is None:
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
                 return None
-    return None
+    return declared

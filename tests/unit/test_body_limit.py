@@ -71,9 +71,31 @@ async def test_a_body_within_the_limit_passes_untouched() -> None:
         pass
 
     got: list[Message] = []
+    receives: list[Receive] = []
 
-    async def app(_scope: Scope, receive: Receive, _send: Send) -> None:
-        got.append(await receive())
+    async def app(_scope: Scope, app_receive: Receive, _send: Send) -> None:
+        receives.append(app_receive)
+        got.append(await app_receive())
 
     await BodyLimitMiddleware(app, max_bytes=10)(_scope((b"content-length", b"10")), receive, send)
     assert got[0]["body"] == b"0123456789"
+    # The framing ends the body at its declared length: the server's own receive, unwrapped.
+    assert receives == [receive]
+
+
+async def test_a_chunked_body_that_also_declares_a_length_is_still_counted() -> None:
+    chunks = [b"a" * 6, b"b" * 6]
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+
+    async def send(_message: Message) -> None:
+        raise AssertionError("the middleware does not answer for the app")
+
+    async def app(_scope: Scope, receive: Receive, _send: Send) -> None:
+        await receive()
+        await receive()
+
+    scope = _scope((b"content-length", b"5"), (b"transfer-encoding", b"chunked"))
+    with pytest.raises(CarriedError):
+        await BodyLimitMiddleware(app, max_bytes=10)(scope, receive, send)

@@ -98,6 +98,7 @@ class HotRoutes:
             try:
                 body = await _read_body(receive)
                 response = await route.handler(scope["app"].state.runtime, body, scope)
+                del body  # not held for as long as a stream lasts (a prompt can be megabytes)
             except ClientDisconnect:
                 return  # nobody is left to answer
             except CarriedError as exc:  # the body limit's 413, raised from `receive`
