@@ -1,5 +1,6 @@
-"""`EventStreamResponse` with a fake `send`: frames go out one message each, and the upstream
-is closed however the response ends (finished, failed, or cancelled by a leaving client)."""
+"""`EventStreamResponse` with a fake `send`: frames go out one message each, a failure after the
+200 is one last error frame, and the upstream is closed however the response ends (finished,
+failed, or cancelled by a leaving client)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from starlette.types import Message
 
-from llm_gateway.api.streaming import EventStreamResponse, guard_stream
+from llm_gateway.api.streaming import EventStreamResponse
 from llm_gateway.context import RequestContext, current_request
 from llm_gateway.errors import GatewayError, UpstreamUnreachable
 
@@ -44,7 +45,9 @@ async def test_each_frame_is_its_own_message_and_the_upstream_is_released() -> N
     async def send(message: Message) -> None:
         sent.append(message)
 
-    response = EventStreamResponse(frames(), headers={}, on_close=upstream.aclose)
+    response = EventStreamResponse(
+        frames(), render_error=_render, headers={}, on_close=upstream.aclose
+    )
     await response({"type": "http"}, _never_receive, send)
     assert sent[0]["type"] == "http.response.start"
     headers = dict(sent[0]["headers"])
@@ -68,8 +71,9 @@ async def test_a_failure_after_the_200_is_one_last_error_frame() -> None:
         sent.append(message)
 
     try:
-        stream = guard_stream(frames(), _render)
-        response = EventStreamResponse(stream, headers={}, on_close=upstream.aclose)
+        response = EventStreamResponse(
+            frames(), render_error=_render, headers={}, on_close=upstream.aclose
+        )
         await response({"type": "http"}, _never_receive, send)
     finally:
         current_request.reset(token)
@@ -96,12 +100,44 @@ async def test_a_cancelled_stream_closes_its_upstream_and_says_the_client_left()
 
     async def serve() -> None:
         current_request.set(ctx)
-        stream = guard_stream(frames(), _render)
-        response = EventStreamResponse(stream, headers={}, on_close=upstream.aclose)
+        response = EventStreamResponse(
+            frames(), render_error=_render, headers={}, on_close=upstream.aclose
+        )
         await response({"type": "http"}, _never_receive, send)
 
     task = asyncio.ensure_future(serve())
     await first_sent.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert upstream.closed == 1
+    assert ctx.stream_error == "client_disconnected"
+
+
+async def test_a_client_that_leaves_while_a_frame_waits_to_be_sent_is_noted_too() -> None:
+    async def frames() -> AsyncIterator[bytes]:
+        while True:
+            yield b"data: 1\n\n"
+
+    blocked = asyncio.Event()
+
+    async def send(message: Message) -> None:
+        if message.get("body"):
+            blocked.set()
+            await asyncio.Event().wait()  # a slow client: the server waits for its window
+
+    ctx = RequestContext("r")
+    upstream = Upstream()
+
+    async def serve() -> None:
+        current_request.set(ctx)
+        response = EventStreamResponse(
+            frames(), render_error=_render, headers={}, on_close=upstream.aclose
+        )
+        await response({"type": "http"}, _never_receive, send)
+
+    task = asyncio.ensure_future(serve())
+    await blocked.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -18,7 +18,7 @@ from starlette.types import Scope
 
 from llm_gateway.api.hot import HotRoute, QueryFlag, parse_json_body, query_flag
 from llm_gateway.api.responses import json_response
-from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, guard_stream, sse_event
+from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, sse_event
 from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.generation import Delta, Done, Generated, Waiting, build_payload, relay
@@ -55,7 +55,8 @@ async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
         upstream = await runtime.client.stream(payload)
         record_attempts(upstream.attempts)
         return EventStreamResponse(
-            guard_stream(_frames(upstream, started), _error_event),
+            _frames(upstream, started),
+            render_error=_error_event,
             headers={"X-Upstream-Attempts": str(upstream.attempts)},
             on_close=upstream.aclose,
         )

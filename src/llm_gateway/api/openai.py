@@ -17,7 +17,7 @@ from starlette.types import Scope
 from llm_gateway.api.deps import RuntimeDep
 from llm_gateway.api.hot import HotRoute, require_json
 from llm_gateway.api.responses import json_response
-from llm_gateway.api.streaming import EventStreamResponse, guard_stream, sse_event
+from llm_gateway.api.streaming import EventStreamResponse, sse_event
 from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError, ModelNotFound
 from llm_gateway.passthrough import check_chat_request
@@ -91,7 +91,8 @@ async def chat_completions(runtime: Runtime, body: bytes, scope: Scope) -> Respo
         upstream = await runtime.client.stream(body)
         record_attempts(upstream.attempts)
         return EventStreamResponse(
-            guard_stream(upstream.forward(), _error_event),
+            upstream.forward(),
+            render_error=_error_event,
             headers=_headers(upstream.attempts, upstream.generation_id),
             on_close=upstream.aclose,
         )
