@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from starlette.types import Message
+from starlette.types import Message, Send
 
 from llm_gateway.api.streaming import EventStreamResponse
 from llm_gateway.context import RequestContext, current_request
@@ -83,6 +83,28 @@ async def test_a_failure_after_the_200_is_one_last_error_frame() -> None:
     assert upstream.closed == 1
 
 
+async def _cancelled_mid_stream(
+    frames: AsyncIterator[bytes], send: Send, ready: asyncio.Event
+) -> tuple[RequestContext, Upstream]:
+    """Serve `frames`, and cancel the request (its client left) once `ready` is set."""
+    ctx = RequestContext("r")
+    upstream = Upstream()
+
+    async def serve() -> None:
+        current_request.set(ctx)
+        response = EventStreamResponse(
+            frames, render_error=_render, headers={}, on_close=upstream.aclose
+        )
+        await response({"type": "http"}, _never_receive, send)
+
+    task = asyncio.ensure_future(serve())
+    await ready.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return ctx, upstream
+
+
 async def test_a_cancelled_stream_closes_its_upstream_and_says_the_client_left() -> None:
     first_sent = asyncio.Event()
 
@@ -95,21 +117,7 @@ async def test_a_cancelled_stream_closes_its_upstream_and_says_the_client_left()
         if message.get("body"):
             first_sent.set()
 
-    ctx = RequestContext("r")
-    upstream = Upstream()
-
-    async def serve() -> None:
-        current_request.set(ctx)
-        response = EventStreamResponse(
-            frames(), render_error=_render, headers={}, on_close=upstream.aclose
-        )
-        await response({"type": "http"}, _never_receive, send)
-
-    task = asyncio.ensure_future(serve())
-    await first_sent.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    ctx, upstream = await _cancelled_mid_stream(frames(), send, first_sent)
     assert upstream.closed == 1
     assert ctx.stream_error == "client_disconnected"
 
@@ -126,20 +134,6 @@ async def test_a_client_that_leaves_while_a_frame_waits_to_be_sent_is_noted_too(
             blocked.set()
             await asyncio.Event().wait()  # a slow client: the server waits for its window
 
-    ctx = RequestContext("r")
-    upstream = Upstream()
-
-    async def serve() -> None:
-        current_request.set(ctx)
-        response = EventStreamResponse(
-            frames(), render_error=_render, headers={}, on_close=upstream.aclose
-        )
-        await response({"type": "http"}, _never_receive, send)
-
-    task = asyncio.ensure_future(serve())
-    await blocked.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    ctx, upstream = await _cancelled_mid_stream(frames(), send, blocked)
     assert upstream.closed == 1
     assert ctx.stream_error == "client_disconnected"
