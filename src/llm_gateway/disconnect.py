@@ -30,7 +30,7 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import has_body, route_path
 from llm_gateway.context import request_context
 from llm_gateway.errors import ShuttingDown
 from llm_gateway.rendering import send_error
@@ -189,7 +189,7 @@ class CancelOnDisconnect:
     ) -> None:
         """The request under a server that does not watch its connection for the app."""
         listener = _Listener(receive, task)
-        if not _has_body(scope):
+        if not has_body(scope["headers"]):
             listener.listen(keep_body=True)
         started = False
 
@@ -232,12 +232,3 @@ async def _cancelled(scope: Scope, send: Send, *, client_left: bool, started: bo
     logger.warning("server shutting down: %s %s cancelled", scope["method"], scope["path"])
     error = ShuttingDown("The gateway is shutting down; send the request again.")
     await send_error(send, error, path=route_path(scope))
-
-
-def _has_body(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return value.strip() not in (b"0", b"")
-        if name == b"transfer-encoding":
-            return True
-    return False

@@ -40,6 +40,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from llm_gateway import __version__
+from llm_gateway.asgi import has_body
 from llm_gateway.config import Settings
 from llm_gateway.disconnect import CLIENT_WATCH
 
@@ -161,7 +162,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.scope is self.scope:  # a request to serve (no upgrade)
             self._watch = _ClientWatch(cycle)
             self.scope["extensions"] = {CLIENT_WATCH: {"watch": self._watch}}
-        if _has_body(self.headers):
+        if has_body(self.headers):
             self._arm(self._body_seconds)
 
     def on_message_complete(self) -> None:
@@ -212,15 +213,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(answer)
             self.transport.close()
-
-
-def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name == b"content-length":
-            return value.strip() not in (b"0", b"")
-        if name == b"transfer-encoding":
-            return True
-    return False
 
 
 def limited_protocol(settings: Settings) -> Callable[..., LimitedHttpProtocol]:
