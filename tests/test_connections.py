@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from llm_gateway import server
+from llm_gateway.config import Settings
 from llm_gateway.server import raise_open_file_limit
 from tests.conftest import CLI, TEST_KEY
 
@@ -117,6 +119,18 @@ def test_the_open_file_limit_is_raised_to_fit_the_connection_cap() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_the_accept_queue_holds_as_many_connections_as_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not uvicorn's 2,048: thousands of clients connecting at once would lose handshakes, and
+    # each lost one waits seconds for its retry.
+    monkeypatch.setattr(server, "raise_open_file_limit", lambda _wanted: None)
+    for cap, backlog in ((5000, 5000), (8, 2048)):
+        settings = Settings(_env_file=None, max_connections=cap)  # type: ignore[call-arg]
+        config = server.uvicorn_config(object(), settings, host="127.0.0.1", port=0)
+        assert config.backlog == backlog
+
+
 def _closed_within(sock: socket.socket, drip: bytes, seconds: float) -> bool:
     """Send `drip` every 0.1 s; whether the server closed the connection within `seconds`."""
     sock.settimeout(0.1)
@@ -179,3 +193,56 @@ def test_a_head_just_under_the_limit_and_a_big_body_are_served(served: int) -> N
     with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def _read_answers(sock: socket.socket, *, with_body: tuple[bool, ...]) -> list[bytes]:
+    """Whole HTTP/1.1 answers, one per entry of `with_body` (False: a head alone, as for HEAD;
+    True: a head and its Content-Length of body)."""
+    data = b""
+    answers: list[bytes] = []
+    for has_body in with_body:
+        while (head_end := data.find(b"\r\n\r\n")) < 0 or len(data) < head_end + 4 + (
+            length := _content_length(data[:head_end]) if has_body else 0
+        ):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(answers)} answers"
+            data += chunk
+        answers.append(data[: head_end + 4 + length])
+        data = data[head_end + 4 + length :]
+    return answers
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise AssertionError(f"no Content-Length in {head!r}")
+
+
+def test_pipelined_answers_come_whole_and_in_order_after_a_head_request(served: int) -> None:
+    # The server holds a response head back to send it with the body; a HEAD answer has no
+    # body, and the answer after it must not overtake it.
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        sock.sendall(
+            b"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: head-answer\r\n\r\n"
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: get-answer\r\n\r\n"
+        )
+        first, second = _read_answers(sock, with_body=(False, True))
+    assert first.startswith(b"HTTP/1.1 200") and b"head-answer" in first
+    assert second.startswith(b"HTTP/1.1 200") and b"get-answer" in second
+    assert second.endswith(b"}")  # the JSON body, whole
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_sending_the_body(served: int) -> None:
+    body = b'{"prompt": "hi", "model": "m"}'
+    with socket.create_connection(("127.0.0.1", served), timeout=5) as sock:
+        sock.sendall(
+            b"POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = sock.recv(65536)
+    # No upstream runs for this module: the call itself fails, but as a whole HTTP answer.
+    assert answer.startswith(b"HTTP/1.1 5") and b'"error"' in answer

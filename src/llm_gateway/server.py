@@ -89,6 +89,56 @@ class _ClientWatch:
             self._task.cancel()
 
 
+class _HeadWithBody:
+    """A request's connection as uvicorn's request cycle writes to it: the response head
+    (status line and headers) is held back and goes out with the first piece of the body, in
+    one write.
+
+    uvicorn writes the head as soon as the app sends `http.response.start`, then each piece of
+    the body: two system calls and two TCP segments where one does, on every answer, and the
+    first event of every stream waits behind the head's write. A head whose body does not
+    follow in the same step of the app (a stream waiting for its first event) goes out on the
+    loop's next turn, on its own; so does one the cycle closes the connection after.
+    """
+
+    __slots__ = ("_head", "_loop", "_state", "_transport")
+
+    _BEFORE_HEAD, _HOLDING, _PASSING = 0, 1, 2
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._state = self._BEFORE_HEAD
+        self._head = b""
+
+    def write(self, data: bytes) -> None:
+        state = self._state
+        if state == self._PASSING:
+            self._transport.write(data)
+        elif state == self._HOLDING:
+            self._state = self._PASSING
+            self._transport.write(self._head + data)
+            self._head = b""
+        elif data.startswith(b"HTTP/1.1 1"):  # "100 Continue": the head is still to come
+            self._transport.write(data)
+        else:
+            self._state, self._head = self._HOLDING, data
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        if self._state == self._HOLDING:
+            self._state = self._PASSING
+            self._transport.write(self._head)
+            self._head = b""
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class LimitedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on what a client may take before it is served.
 
@@ -124,6 +174,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         "_reading_head",
         "_timer",
         "_watch",
+        "_writer",
     )
 
     def __init__(
@@ -136,6 +187,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._header_seconds = header_timeout
         self._body_seconds = body_timeout
         self._watch: _ClientWatch | None = None
+        self._writer: _HeadWithBody | None = None
         super().__init__(*args, **kwargs)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -162,6 +214,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.scope is self.scope:  # a request to serve (no upgrade)
             self._watch = _ClientWatch(cycle)
             self.scope["extensions"] = {CLIENT_WATCH: {"watch": self._watch}}
+            self._writer = _HeadWithBody(self.transport, self.loop)
+            cycle.transport = self._writer  # type: ignore[assignment]
         if has_body(self.headers):
             self._arm(self._body_seconds)
 
@@ -172,6 +226,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._after_answer()  # answered before its body was all in
 
     def on_response_complete(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()  # a head with no body (HEAD, 204) goes before the next answer
         super().on_response_complete()
         if self._timer is None:  # else the body is still coming: its own timer runs
             self._after_answer()
@@ -249,6 +305,13 @@ def uvicorn_config(
         workers=workers,
         http=limited_protocol(settings),  # type: ignore[arg-type]
         limit_concurrency=settings.max_connections,
+        # Connections the kernel holds until the server accepts them (it caps this at
+        # net.core.somaxconn). uvicorn's 2,048 overflowed when 5,000 streams started over a few
+        # seconds on a busy loop (measured: ~1,500 dropped handshakes), and a dropped handshake
+        # is retried by the client's kernel after 1, 3, 7 s: a multi-second wait before the
+        # request even arrives. Up to the connection limit, they wait in the queue instead
+        # (and past it are accepted and refused with a 503, never dropped unanswered).
+        backlog=max(2048, settings.max_connections),
         timeout_keep_alive=settings.keepalive_timeout,
         access_log=False,
         # uvicorn would rewrite each request's client address and scheme from X-Forwarded-*
