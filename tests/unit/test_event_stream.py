@@ -5,7 +5,8 @@ failed, or cancelled by a leaving client)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from starlette.types import Message, Send
@@ -57,11 +58,11 @@ async def test_each_frame_is_its_own_message_and_the_upstream_is_released() -> N
     assert upstream.closed == 1
 
 
-async def test_a_failure_after_the_200_is_one_last_error_frame() -> None:
-    async def frames() -> AsyncIterator[bytes]:
-        yield b"data: 1\n\n"
-        raise UpstreamUnreachable("cut")
-
+async def _served_to_the_end(
+    items: AsyncIterator[Any], render: Callable[[Any], bytes] | None = None
+) -> tuple[list[bytes], RequestContext, Upstream]:
+    """Serve `items` whole: the bodies sent after the start, the request's context, the
+    upstream."""
     sent: list[Message] = []
     ctx = RequestContext("r")
     token = current_request.set(ctx)
@@ -72,14 +73,41 @@ async def test_a_failure_after_the_200_is_one_last_error_frame() -> None:
 
     try:
         response = EventStreamResponse(
-            frames(), render_error=_render, headers={}, on_close=upstream.aclose
+            items, render=render, render_error=_render, headers={}, on_close=upstream.aclose
         )
         await response({"type": "http"}, _never_receive, send)
     finally:
         current_request.reset(token)
-    bodies = [m.get("body") for m in sent[1:]]
+    return [m.get("body", b"") for m in sent[1:]], ctx, upstream
+
+
+async def test_a_failure_after_the_200_is_one_last_error_frame() -> None:
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        raise UpstreamUnreachable("cut")
+
+    bodies, ctx, upstream = await _served_to_the_end(frames())
     assert bodies == [b"data: 1\n\n", b"event: error\ndata: upstream_unreachable\n\n", b""]
     assert ctx.stream_error == "upstream_unreachable"
+    assert upstream.closed == 1
+
+
+async def test_items_are_rendered_into_frames_and_a_failing_render_ends_the_stream() -> None:
+    async def numbers() -> AsyncIterator[int]:
+        for n in (1, 2, 0, 3):
+            yield n
+
+    def render(n: int) -> bytes:
+        return b"data: %d\n\n" % (10 // n)  # 0 cannot be rendered
+
+    bodies, ctx, upstream = await _served_to_the_end(numbers(), render)
+    assert bodies == [
+        b"data: 10\n\n",
+        b"data: 5\n\n",
+        b"event: error\ndata: internal_error\n\n",
+        b"",
+    ]
+    assert ctx.stream_error == "internal_error"
     assert upstream.closed == 1
 
 

@@ -9,7 +9,6 @@ answer to the schema).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -28,7 +27,6 @@ from llm_gateway.rendering import error_body
 from llm_gateway.runtime import Runtime
 from llm_gateway.schemas.errors import ErrorResponse
 from llm_gateway.schemas.generate import GenerateRequest, GenerateResponse
-from llm_gateway.upstream.stream import ChatStream
 
 
 async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
@@ -55,7 +53,8 @@ async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
         upstream = await runtime.client.stream(payload)
         record_attempts(upstream.attempts)
         return EventStreamResponse(
-            _frames(upstream, started),
+            relay(upstream, started=started),
+            render=_frame,
             render_error=_error_event,
             headers={"X-Upstream-Attempts": str(upstream.attempts)},
             on_close=upstream.aclose,
@@ -95,16 +94,14 @@ def answer_body(generated: Generated, *, with_ttft: bool = False) -> dict[str, A
 _DELTA = b'data: {"delta":'
 
 
-async def _frames(upstream: ChatStream, started: float) -> AsyncIterator[bytes]:
-    """`data: {"delta"}` per piece of text, keep-alives, then `event: done`."""
-    async for item in relay(upstream, started=started):
-        if isinstance(item, Delta):
-            # The frame around the text is fixed: only the text needs encoding.
-            yield _DELTA + orjson.dumps(item.text) + b"}\n\n"
-        elif isinstance(item, Waiting):
-            yield SSE_KEEPALIVE
-        elif isinstance(item, Done):
-            yield sse_event(answer_body(item.generated, with_ttft=True), event="done")
+def _frame(item: Delta | Waiting | Done) -> bytes:
+    """`data: {"delta"}` per piece of text, a keep-alive, or the closing `event: done`."""
+    if isinstance(item, Delta):
+        # The frame around the text is fixed: only the text needs encoding.
+        return _DELTA + orjson.dumps(item.text) + b"}\n\n"
+    if isinstance(item, Waiting):
+        return SSE_KEEPALIVE
+    return sse_event(answer_body(item.generated, with_ttft=True), event="done")
 
 
 def _error_event(error: GatewayError) -> bytes:

@@ -62,20 +62,24 @@ class EventStreamResponse(Response):
     frame (time to first token) and the group's set-up on every stream. Here the app's
     `CancelOnDisconnect` middleware cancels the request when its client goes.
 
-    Once the 200 is out its status cannot change, so a failure of `frames` becomes one last
-    frame (`render_error`) and the stream ends; the outcome goes to the access log
-    (`stream_error=`, `client_disconnected` when the request is cancelled). `on_close`
+    `items` are the frames themselves (bytes), or with `render`, what each frame is made of
+    (a route's own events, rendered here rather than by a generator of its own around them:
+    one hop less for every event, one generator frame less held by every open stream).
+
+    Once the 200 is out its status cannot change, so a failure of `items` or of `render`
+    becomes one last frame (`render_error`) and the stream ends; the outcome goes to the access
+    log (`stream_error=`, `client_disconnected` when the request is cancelled). `on_close`
     (closing the upstream stream, which cuts its connection if unfinished) runs however the
-    response ends. The rule lives in the response's own loop, not in a generator around
-    `frames`: one hop less for every event, one frame less held by every open stream.
+    response ends. The rule lives in the response's own loop, for the same reason.
     """
 
     media_type = "text/event-stream"
 
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        items: AsyncIterator[Any],
         *,
+        render: Callable[[Any], bytes] | None = None,
         render_error: Callable[[GatewayError], bytes],
         headers: Mapping[str, str],
         on_close: Callable[[], Awaitable[None]],
@@ -88,17 +92,19 @@ class EventStreamResponse(Response):
             *_SSE_HEADERS,
             *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
         ]
-        self._frames = frames
+        self._items = items
+        self._render = render
         self._render_error = render_error
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        frames = self._frames
+        items, render = self._items, self._render
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             while True:
                 try:
-                    frame = await anext(frames)
+                    item = await anext(items)
+                    frame: bytes = item if render is None else render(item)
                 except StopAsyncIteration:
                     break
                 except Exception as exc:  # the frames failed, not the sending
