@@ -8,8 +8,13 @@ indefinitely. Here:
 - `GATEWAY_BODY_TIMEOUT`: a request's body must be all in this long after its head, else 408
   and the connection is closed;
 - `GATEWAY_MAX_CONNECTIONS`: uvicorn's `limit_concurrency`, beyond which new connections are
-  answered 503 at once; the open-file limit is raised to fit it;
+  answered 503 at once; the open-file limit is raised to fit it, and the listen backlog too
+  (connections waiting to be accepted, where a burst of clients queues rather than loses
+  its handshakes);
 - `GATEWAY_KEEPALIVE_TIMEOUT`: how long an idle keep-alive connection is kept.
+
+Each answer's head (status line and headers) goes out with its first body bytes, one write
+where uvicorn makes two (`_HeadWithBody`).
 
 Running the app under uvicorn directly (`uvicorn --factory llm_gateway.app:create_app`) keeps
 every other guard, but not these connection limits, which live in the server.
