@@ -100,10 +100,10 @@ class _HeadWithBody:
     one write.
 
     uvicorn writes the head as soon as the app sends `http.response.start`, then each piece of
-    the body: two system calls and two TCP segments where one does, on every answer, and the
-    first event of every stream waits behind the head's write. A head whose body does not
-    follow in the same step of the app (a stream waiting for its first event) goes out on the
-    loop's next turn, on its own; so does one the cycle closes the connection after.
+    the body: two system calls and two TCP segments where one does, on every answer. A head
+    whose body does not follow in the same step of the app (a stream waiting for its first
+    event) goes out on the loop's next turn, on its own; so does one the cycle closes the
+    connection after, or whose answer ends without a body (HEAD).
     """
 
     __slots__ = ("_head", "_loop", "_state", "_transport")
