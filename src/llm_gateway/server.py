@@ -312,7 +312,7 @@ def uvicorn_config(
         limit_concurrency=settings.max_connections,
         # Connections the kernel holds until the server accepts them (it caps this at
         # net.core.somaxconn). uvicorn's 2,048 overflowed when 5,000 streams started over a few
-        # seconds on a busy loop (measured: ~1,500 dropped handshakes), and a dropped handshake
+        # seconds on a busy loop (measured: 1,200-6,000 dropped handshakes), and a dropped one
         # is retried by the client's kernel after 1, 3, 7 s: a multi-second wait before the
         # request even arrives. Up to the connection limit, they wait in the queue instead
         # (and past it are accepted and refused with a 503, never dropped unanswered).
