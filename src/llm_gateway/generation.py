@@ -8,7 +8,6 @@ on the wire is the route's business (`api/generate.py`).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,52 +52,46 @@ async def generate(client: UpstreamClient, payload: dict[str, Any], *, started: 
     return Generated(completion, time.perf_counter() - started, None, reply.attempts)
 
 
-@dataclass(slots=True)  # not frozen: built per event (see upstream/sse.py's SSEEvent)
-class Delta:
-    """A piece of generated text, as it arrived."""
+class Relay:
+    """An open upstream stream read for its text: each block `ChatStream.forward()` gives goes
+    through `pieces()` in turn, and `finish()` gives the whole answer once the blocks end.
 
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """The upstream is alive but has nothing yet (a keep-alive)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The stream finished; the same result a non-streaming call gives, plus TTFT."""
-
-    generated: Generated
-
-
-async def relay(stream: ChatStream, *, started: float) -> AsyncIterator[Delta | Waiting | Done]:
-    """Turn an open upstream stream into deltas, keep-alives and a final Done.
-
-    Upstream failures are raised from the iteration; the caller owns closing `stream`.
-    Usage is read from the chunk after `finish_reason`, so iteration runs to `[DONE]`.
+    Not an async generator around `forward()`: the caller iterates `forward()` itself, so each
+    event is one generator hop fewer, and each open stream holds this small object rather than
+    a suspended generator (by the thousand streams, that is memory). Upstream failures are
+    raised by `forward()`; the caller owns closing the stream.
     """
-    accumulator = StreamAccumulator()
-    ttft: float | None = None
-    chunk: dict[str, Any] | None = None
-    # The upstream's blocks as `forward()` checks them (errors, the finish, secrets: byte
-    # searches per read), then parsed here: cheaper per event than `next()`, whose per-event
-    # arrival times only a benchmark needs.
-    async for block in stream.forward():
-        for chunk in stream.parsed(block):
+
+    __slots__ = ("_accumulator", "_started", "stream", "ttft")
+
+    def __init__(self, stream: ChatStream, *, started: float) -> None:
+        self.stream = stream
+        self._started = started
+        self._accumulator = StreamAccumulator()
+        self.ttft: float | None = None
+
+    def pieces(self, block: bytes) -> list[str | None]:
+        """The new text in `block`, a piece per event that has some, in order; None for a
+        keep-alive (the upstream is alive but has nothing yet)."""
+        out: list[str | None] = []
+        # Parsed here rather than read with `next()`, whose per-event arrival times only a
+        # benchmark needs: `forward()` has checked the block (errors, the finish, secrets).
+        for chunk in self.stream.parsed(block):
             if chunk is None:
-                yield Waiting()
+                out.append(None)
                 continue
-            content, _reasoning = accumulator.feed(chunk)
+            content, _reasoning = self._accumulator.feed(chunk)
             if content:
-                if ttft is None:
-                    ttft = time.perf_counter() - started
-                yield Delta(content)
-        # Not kept while the next event is awaited (seconds, by the thousand streams): the
-        # parsed event is ~1 KB of objects.
-        chunk = None
-    latency = time.perf_counter() - started
-    completion = accumulator.result()
-    # Each chunk was scrubbed; a secret split across two chunks is whole only in the answer.
-    completion = replace(completion, text=stream.redact.content(completion.text))
-    yield Done(Generated(completion, latency, ttft, stream.attempts))
+                if self.ttft is None:
+                    self.ttft = time.perf_counter() - self._started
+                out.append(content)
+        return out
+
+    def finish(self) -> Generated:
+        """The answer, once `forward()` has ended (usage comes in the chunk after the finish,
+        so the blocks are read to `[DONE]`)."""
+        latency = time.perf_counter() - self._started
+        completion = self._accumulator.result()
+        # Each chunk was scrubbed; a secret split across two chunks is whole only in the answer.
+        completion = replace(completion, text=self.stream.redact.content(completion.text))
+        return Generated(completion, latency, self.ttft, self.stream.attempts)

@@ -1,6 +1,7 @@
-"""`EventStreamResponse` with a fake `send`: frames go out one message each, a failure after the
-200 is one last error frame, and the upstream is closed however the response ends (finished,
-failed, or cancelled by a leaving client)."""
+"""`EventStreamResponse` with a fake `send`: frames go out one message each (none for an empty
+one), an `end` frame comes last, a failure after the 200 is one last error frame, and the
+upstream is closed however the response ends (finished, failed, or cancelled by a leaving
+client)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ async def test_each_frame_is_its_own_message_and_the_upstream_is_released() -> N
 
 
 async def _served_to_the_end(
-    items: AsyncIterator[Any], render: Callable[[Any], bytes] | None = None
+    items: AsyncIterator[Any],
+    render: Callable[[Any], bytes] | None = None,
+    end: Callable[[], bytes] | None = None,
 ) -> tuple[list[bytes], RequestContext, Upstream]:
     """Serve `items` whole: the bodies sent after the start, the request's context, the
     upstream."""
@@ -73,7 +76,12 @@ async def _served_to_the_end(
 
     try:
         response = EventStreamResponse(
-            items, render=render, render_error=_render, headers={}, on_close=upstream.aclose
+            items,
+            render=render,
+            end=end,
+            render_error=_render,
+            headers={},
+            on_close=upstream.aclose,
         )
         await response({"type": "http"}, _never_receive, send)
     finally:
@@ -108,6 +116,39 @@ async def test_items_are_rendered_into_frames_and_a_failing_render_ends_the_stre
         b"",
     ]
     assert ctx.stream_error == "internal_error"
+    assert upstream.closed == 1
+
+
+async def test_empty_frames_are_not_sent_and_the_end_is_the_last_frame() -> None:
+    async def words() -> AsyncIterator[str]:
+        for word in ("a", "", "b"):
+            yield word
+
+    seen: list[str] = []
+
+    def render(word: str) -> bytes:
+        seen.append(word)
+        return b"data: %s\n\n" % word.encode() if word else b""
+
+    def end() -> bytes:
+        return b"event: done\ndata: %d\n\n" % len(seen)
+
+    bodies, ctx, upstream = await _served_to_the_end(words(), render, end)
+    assert bodies == [b"data: a\n\n", b"data: b\n\n", b"event: done\ndata: 3\n\n", b""]
+    assert ctx.stream_error is None
+    assert upstream.closed == 1
+
+
+async def test_a_failing_end_is_reported_like_any_failure_after_the_200() -> None:
+    async def one() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+
+    def end() -> bytes:
+        raise UpstreamUnreachable("the answer could not be finished")
+
+    bodies, ctx, upstream = await _served_to_the_end(one(), end=end)
+    assert bodies == [b"data: 1\n\n", b"event: error\ndata: upstream_unreachable\n\n", b""]
+    assert ctx.stream_error == "upstream_unreachable"
     assert upstream.closed == 1
 
 

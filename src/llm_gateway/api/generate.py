@@ -20,7 +20,7 @@ from llm_gateway.api.responses import json_response
 from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, sse_event
 from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError, InvalidRequest
-from llm_gateway.generation import Delta, Done, Generated, Waiting, build_payload, relay
+from llm_gateway.generation import Generated, Relay, build_payload
 from llm_gateway.generation import generate as generate_text
 from llm_gateway.prompt_size import prompt_chars
 from llm_gateway.rendering import error_body
@@ -52,9 +52,11 @@ async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
     if stream:
         upstream = await runtime.client.stream(payload)
         record_attempts(upstream.attempts)
+        frames = _Frames(Relay(upstream, started=started))
         return EventStreamResponse(
-            relay(upstream, started=started),
-            render=_frame,
+            upstream.forward(),
+            render=frames.render,
+            end=frames.end,
             render_error=_error_event,
             headers={"X-Upstream-Attempts": str(upstream.attempts)},
             on_close=upstream.aclose,
@@ -94,14 +96,30 @@ def answer_body(generated: Generated, *, with_ttft: bool = False) -> dict[str, A
 _DELTA = b'data: {"delta":'
 
 
-def _frame(item: Delta | Waiting | Done) -> bytes:
-    """`data: {"delta"}` per piece of text, a keep-alive, or the closing `event: done`."""
-    if isinstance(item, Delta):
-        # The frame around the text is fixed: only the text needs encoding.
-        return _DELTA + orjson.dumps(item.text) + b"}\n\n"
-    if isinstance(item, Waiting):
-        return SSE_KEEPALIVE
-    return sse_event(answer_body(item.generated, with_ttft=True), event="done")
+class _Frames:
+    """A stream's events as `/generate` writes them: `data: {"delta"}` per piece of text and a
+    keep-alive for each of the upstream's, the events of one read written together; then the
+    closing `event: done`."""
+
+    __slots__ = ("_relay",)
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    def render(self, block: bytes) -> bytes:
+        pieces = self._relay.pieces(block)
+        if len(pieces) == 1 and pieces[0] is not None:  # nearly every read: one event
+            return _delta(pieces[0])
+        return b"".join(SSE_KEEPALIVE if piece is None else _delta(piece) for piece in pieces)
+
+    def end(self) -> bytes:
+        generated = self._relay.finish()
+        return sse_event(answer_body(generated, with_ttft=True), event="done")
+
+
+def _delta(text: str) -> bytes:
+    # The frame around the text is fixed: only the text needs encoding.
+    return _DELTA + orjson.dumps(text) + b"}\n\n"
 
 
 def _error_event(error: GatewayError) -> bytes:

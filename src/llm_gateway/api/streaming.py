@@ -62,11 +62,12 @@ class EventStreamResponse(Response):
     frame (time to first token) and the group's set-up on every stream. Here the app's
     `CancelOnDisconnect` middleware cancels the request when its client goes.
 
-    `items` are the frames themselves (bytes), or with `render`, what each frame is made of
-    (a route's own events, rendered here rather than by a generator of its own around them:
-    one hop less for every event, one generator frame less held by every open stream).
+    `items` are the frames themselves (bytes), or with `render`, what frames are made of (a
+    route's own events, rendered here rather than by a generator of its own around them: one
+    hop less for every event, one generator frame less held by every open stream); `end`, if
+    given, renders one last frame once `items` are exhausted. An empty frame is not sent.
 
-    Once the 200 is out its status cannot change, so a failure of `items` or of `render`
+    Once the 200 is out its status cannot change, so a failure of `items`, `render` or `end`
     becomes one last frame (`render_error`) and the stream ends; the outcome goes to the access
     log (`stream_error=`, `client_disconnected` when the request is cancelled). `on_close`
     (closing the upstream stream, which cuts its connection if unfinished) runs however the
@@ -80,6 +81,7 @@ class EventStreamResponse(Response):
         items: AsyncIterator[Any],
         *,
         render: Callable[[Any], bytes] | None = None,
+        end: Callable[[], bytes] | None = None,
         render_error: Callable[[GatewayError], bytes],
         headers: Mapping[str, str],
         on_close: Callable[[], Awaitable[None]],
@@ -94,6 +96,7 @@ class EventStreamResponse(Response):
         ]
         self._items = items
         self._render = render
+        self._end = end
         self._render_error = render_error
         self._on_close = on_close
 
@@ -101,17 +104,20 @@ class EventStreamResponse(Response):
         items, render = self._items, self._render
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            while True:
+            last = False
+            while not last:
                 try:
-                    item = await anext(items)
-                    frame: bytes = item if render is None else render(item)
-                except StopAsyncIteration:
-                    break
+                    try:
+                        item = await anext(items)
+                        frame: bytes = item if render is None else render(item)
+                    except StopAsyncIteration:
+                        last = True
+                        frame = b"" if self._end is None else self._end()
                 except Exception as exc:  # the frames failed, not the sending
+                    last = True
                     frame = _failure_frame(exc, self._render_error)
+                if frame:
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
-                    break
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             ctx = request_context()

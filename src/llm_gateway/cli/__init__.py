@@ -23,7 +23,7 @@ from llm_gateway.api.generate import answer_body
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.config import Settings
 from llm_gateway.errors import ConfigError, GatewayError
-from llm_gateway.generation import Delta, Done, Generated, build_payload, generate, relay
+from llm_gateway.generation import Generated, Relay, build_payload, generate
 from llm_gateway.runtime import Runtime, open_runtime
 from llm_gateway.schemas.generate import GenerateRequest
 from llm_gateway.security import is_loopback
@@ -230,15 +230,15 @@ async def _print_stream(
 ) -> Generated:
     """Stream a generation, printing text as it arrives; return the final answer."""
     async with await runtime.client.stream(payload) as upstream:
-        async for item in relay(upstream, started=started):
-            if isinstance(item, Delta) and echo:
-                sys.stdout.write(item.text)
-                sys.stdout.flush()
-            elif isinstance(item, Done):
-                if echo:
-                    sys.stdout.write("\n")
-                return item.generated
-    raise AssertionError("relay() always ends with Done")
+        relay = Relay(upstream, started=started)
+        async for block in upstream.forward():
+            for piece in relay.pieces(block):
+                if piece and echo:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        if echo:
+            sys.stdout.write("\n")
+        return relay.finish()
 
 
 @app.command()
