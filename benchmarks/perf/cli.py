@@ -29,6 +29,17 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _odd(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1 or value % 2 == 0:
+        # An even count has no middle round: either neighbour would bias the kept one.
+        raise argparse.ArgumentTypeError(f"expected a positive odd number, got {text!r}")
+    return value
+
+
 def _phases(text: str) -> list[str]:
     phases = [part.strip() for part in text.split(",") if part.strip()]
     unknown = sorted(set(phases) - set(PHASES))
@@ -114,6 +125,12 @@ def parser() -> argparse.ArgumentParser:
         help="re-measure a cell up to N times when other processes used more than "
         f"{BUSY_CORES} cores during it, keeping the quietest attempt",
     )
+    add(
+        "--rounds",
+        type=_odd,
+        help="interleaved passes of the non-streaming and streaming phases, each cell keeping "
+        f"the median (odd; default {defaults.rounds}, quick 1)",
+    )
     add("--no-install", action="store_true", help="never apt-get install wrk")
     return found
 
@@ -129,11 +146,12 @@ def parse_args(argv: list[str] | None) -> Options:
             "peer_memory_requests": 200,
             "ramp": [100, 250],
             "capacity_steps": [1000],
+            "rounds": 1,
         }
     given = {k: v for k, v in vars(args).items() if v is not None}
     given["gateway_env"] = dict(args.gateway_env)
-    # --quick sets the defaults it shortens; options given explicitly still win for the lists.
-    for name in ("ramp", "capacity_steps"):
+    # --quick sets the defaults it shortens; these options, given explicitly, still win.
+    for name in ("ramp", "capacity_steps", "rounds"):
         if name in given:
             quick.pop(name, None)
     return Options.model_validate({**given, **quick})

@@ -27,6 +27,7 @@ from result import (
     Latency,
     LoadCell,
     LoadStats,
+    Options,
     StreamCell,
     StreamStats,
 )
@@ -102,6 +103,30 @@ def quietest(measure: Callable[[], Repeatable], retries: int) -> Repeatable:
             result = again
     result.foreign_cores_attempts = attempts
     return result
+
+
+def median_round(
+    rounds: list[Repeatable], value: Callable[[Repeatable], float | None]
+) -> Repeatable:
+    """Of the same cell measured in several rounds, the one whose `value` is the median, with
+    every round's value recorded on it (`rounds`). Rounds without a value (failed) do not
+    count; when none has one, the last round is kept.
+
+    Targets are measured in turn within each round, so a change in the machine's speed (this
+    class of VM drifts by a factor of two within minutes) falls on every target alike, and the
+    median drops a round the host slowed rather than letting one target's single cell carry it.
+    """
+    measured = [(v, i) for i, r in enumerate(rounds) if (v := value(r)) is not None]
+    if not measured:
+        return rounds[-1]
+    kept = rounds[sorted(measured)[(len(measured) - 1) // 2][1]]
+    kept.rounds = [round(v, 4) for v, _ in measured]
+    return kept
+
+
+def round_label(number: int, options: Options) -> str:
+    """` (round 2/3)` in the progress lines of a run with several rounds."""
+    return f" (round {number}/{options.rounds})" if options.rounds > 1 else ""
 
 
 class Runner:

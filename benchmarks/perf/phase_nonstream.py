@@ -1,7 +1,8 @@
 """Non-streaming phase: throughput and latency of each endpoint at each concurrency (wrk).
 
 Targets are interleaved within each concurrency, so drift on the machine spreads over all of
-them; a cell perturbed by other processes is measured again (`quietest`). The emulator is
+them, in `--rounds` passes of which each cell keeps the median (`median_round`); a cell
+perturbed by other processes is measured again (`quietest`). The emulator is
 measured alone the same way, to show why it is not the upstream.
 """
 
@@ -11,7 +12,7 @@ import functools
 
 from cli import say
 from endpoints import Target
-from measure import Runner, quietest
+from measure import Runner, median_round, quietest, round_label
 from result import LoadCell, Options
 from services import INSTANT, UPSTREAM_KEY
 from stack import Service
@@ -53,26 +54,34 @@ def emulator_alone(
         into.append(cell)
 
 
+def _rps(cell: LoadCell) -> float | None:
+    return None if cell.stats is None else cell.stats.rps
+
+
 def run(
     runner: Runner,
     targets: dict[str, Target],
     options: Options,
     into: dict[int, dict[str, LoadCell]],
 ) -> None:
-    """Fill `into` (concurrency -> target key -> cell) as it goes: an interrupted run keeps
-    what it measured."""
+    """Fill `into` (concurrency -> target key -> the median of `options.rounds` cells) as it
+    goes: an interrupted run keeps what it measured."""
     for concurrency in options.concurrency:
         cells = into.setdefault(concurrency, {})
-        for key, target in targets.items():
-            cells[key] = quietest(
-                functools.partial(
-                    runner.nonstream,
-                    target,
-                    INSTANT,
-                    concurrency=concurrency,
-                    duration=options.duration,
-                    warmup=options.warmup,
-                ),
-                options.retry_noisy,
-            )
-            _log(f"c={concurrency} {key}", cells[key])
+        rounds: dict[str, list[LoadCell]] = {key: [] for key in targets}
+        for number in range(1, options.rounds + 1):
+            for key, target in targets.items():
+                cell = quietest(
+                    functools.partial(
+                        runner.nonstream,
+                        target,
+                        INSTANT,
+                        concurrency=concurrency,
+                        duration=options.duration,
+                        warmup=options.warmup,
+                    ),
+                    options.retry_noisy,
+                )
+                _log(f"c={concurrency} {key}{round_label(number, options)}", cell)
+                rounds[key].append(cell)
+                cells[key] = median_round(rounds[key], _rps)

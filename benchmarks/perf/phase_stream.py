@@ -1,4 +1,5 @@
-"""Streaming phase: TTFT and the gaps between events of short paced streams, per endpoint."""
+"""Streaming phase: TTFT and the gaps between events of short paced streams, per endpoint, in
+`--rounds` interleaved passes of which each cell keeps the median by TTFT p50."""
 
 from __future__ import annotations
 
@@ -6,34 +7,43 @@ import functools
 
 from cli import say
 from endpoints import Target
-from measure import Runner, quietest
+from measure import Runner, median_round, quietest, round_label
 from result import Options, StreamCell
 from services import STREAM_CHUNKS, STREAM_MODEL
+
+
+def _ttft_p50(cell: StreamCell) -> float | None:
+    return None if cell.stats is None else cell.stats.ttft.p50_ms
 
 
 def run(
     runner: Runner, targets: dict[str, Target], options: Options, into: dict[str, StreamCell]
 ) -> None:
-    """Fill `into` (target key -> cell) as it goes: an interrupted run keeps what it measured."""
-    for key, target in targets.items():
-        cell = quietest(
-            functools.partial(
-                runner.stream_latency,
-                target,
-                STREAM_MODEL,
-                expect=STREAM_CHUNKS,
-                concurrency=options.stream_concurrency,
-                duration=options.duration,
-                warmup=options.warmup,
-            ),
-            options.retry_noisy,
-        )
-        into[key] = cell
-        if cell.stats is None:
-            say(f"  {key}: FAILED {(cell.error or '')[:200]}")
-            continue
-        say(
-            f"  {key}: {cell.stats.ok}/{cell.stats.streams} ok, TTFT p50 "
-            f"{cell.stats.ttft.p50_ms} ms, gap p50 {cell.stats.gap.p50_ms} ms, "
-            f"p99 {cell.stats.gap.p99_ms} ms"
-        )
+    """Fill `into` (target key -> the median of `options.rounds` cells, by TTFT p50) as it
+    goes: an interrupted run keeps what it measured."""
+    rounds: dict[str, list[StreamCell]] = {key: [] for key in targets}
+    for number in range(1, options.rounds + 1):
+        for key, target in targets.items():
+            cell = quietest(
+                functools.partial(
+                    runner.stream_latency,
+                    target,
+                    STREAM_MODEL,
+                    expect=STREAM_CHUNKS,
+                    concurrency=options.stream_concurrency,
+                    duration=options.duration,
+                    warmup=options.warmup,
+                ),
+                options.retry_noisy,
+            )
+            rounds[key].append(cell)
+            into[key] = median_round(rounds[key], _ttft_p50)
+            prefix = f"  {key}{round_label(number, options)}"
+            if cell.stats is None:
+                say(f"{prefix}: FAILED {(cell.error or '')[:200]}")
+                continue
+            say(
+                f"{prefix}: {cell.stats.ok}/{cell.stats.streams} ok, TTFT p50 "
+                f"{cell.stats.ttft.p50_ms} ms, gap p50 {cell.stats.gap.p50_ms} ms, "
+                f"p99 {cell.stats.gap.p99_ms} ms"
+            )

@@ -5,6 +5,7 @@ It reads a `RunResult` that `derive.py` and `checks.py` have completed, and meas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fmt import kb, mb, ms, ratio, rps, seconds
@@ -19,6 +20,11 @@ def _cell(cell: LoadCell | None) -> str:
         return "failed"
     errors = f", {cell.stats.errors} errors" if cell.stats.errors else ""
     return f"{rps(cell.stats.rps)}, p50 {ms(cell.stats.p50_ms)}{errors}"
+
+
+def _rounds(values: list[float], each: Callable[[float], str]) -> str:
+    """Every round's number, when there was more than one (the cell is the median)."""
+    return " / ".join(each(v) for v in values) if len(values) > 1 else "-"
 
 
 def _noise(measured: Measured[Any]) -> str:
@@ -77,8 +83,8 @@ def nonstream_tables(result: RunResult, derived: Derived) -> list[str]:
             f"### Concurrency {concurrency}",
             "",
             "| target | req/s | p50 | p95 | p99 | added p50 | added p95 | added p99 "
-            "| x floor req/s | errors | other load (cores) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| x floor req/s | errors | req/s of each round | other load (cores) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for key in result.target_order:
             cell = cells.get(key)
@@ -93,7 +99,8 @@ def nonstream_tables(result: RunResult, derived: Derived) -> list[str]:
                 f"| {ms(cell.stats.p95_ms)} | {ms(cell.stats.p99_ms)} "
                 f"| {ms(d.added_p50_ms, signed=True)} | {ms(d.added_p95_ms, signed=True)} "
                 f"| {ms(d.added_p99_ms, signed=True)} | {ratio(d.fraction_of_floor)} "
-                f"| {cell.stats.errors} | {_noise(cell)} |"
+                f"| {cell.stats.errors} | {_rounds(cell.rounds, '{:,.0f}'.format)} "
+                f"| {_noise(cell)} |"
             )
     return lines
 
@@ -104,11 +111,18 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
         "",
         f"Streams of {setup.stream_model} (content chunks {setup.stream_gap_ms} ms apart, the "
         f"first at once) at concurrency {result.run.options.stream_concurrency}; TTFT is request"
-        " sent to first content event; gaps are between consecutive content events.",
+        " sent to first content event; gaps are between consecutive content events."
+        + (
+            f" Targets interleaved in {result.run.options.rounds} rounds: each row is the "
+            "target's median round by TTFT p50."
+            if result.run.options.rounds > 1
+            else ""
+        ),
         "",
         "| target | streams ok | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 "
-        "| gap p50 | gap p99 | added gap p50 | added gap p99 | other load (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| gap p50 | gap p99 | added gap p50 | added gap p99 | TTFT p50 of each round "
+        "| other load (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key in result.target_order:
         cell = result.stream.get(key)
@@ -125,7 +139,8 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
             f"| {ms(s.ttft.p99_ms)} | {ms(d.added_ttft_p50_ms, signed=True)} "
             f"| {ms(d.added_ttft_p99_ms, signed=True)} | {ms(s.gap.p50_ms)} "
             f"| {ms(s.gap.p99_ms)} | {ms(d.added_gap_p50_ms, signed=True)} "
-            f"| {ms(d.added_gap_p99_ms, signed=True)} | {_noise(cell)} |"
+            f"| {ms(d.added_gap_p99_ms, signed=True)} | {_rounds(cell.rounds, ms)} "
+            f"| {_noise(cell)} |"
         )
     lines += [
         "",
@@ -331,8 +346,14 @@ def render(result: RunResult) -> str:
         "",
         "Added = target minus direct at the same percentile and concurrency; x floor = the "
         f"target's throughput over the floor's. wrk closed loop, {options.warmup} s warm-up then "
-        f"{options.duration} s measured per cell; targets interleaved within each concurrency. "
-        "Other load = cores used by processes that are not this run's during the cell (bold "
+        f"{options.duration} s measured per cell; targets interleaved within each concurrency"
+        + (
+            f", in {options.rounds} rounds: each row is the target's median round by req/s, "
+            "the others next to it"
+            if options.rounds > 1
+            else ""
+        )
+        + ". Other load = cores used by processes that are not this run's during the cell (bold "
         f"above {BUSY_CORES}).",
         *nonstream_tables(result, derived),
     ]

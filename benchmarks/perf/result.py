@@ -48,6 +48,7 @@ class Options(Model):
     whatif_rounds: int = 3
     wait_quiet: float = 0.0
     retry_noisy: int = 1
+    rounds: int = 3  # interleaved passes of the non-streaming and streaming phases (odd)
     no_install: bool = False
 
     @property
@@ -104,11 +105,12 @@ class LoadStats(Model):
 
 
 class LoadCell(Measured[LoadStats]):
-    """Non-streaming closed-loop load at one concurrency."""
+    """Non-streaming closed-loop load at one concurrency: the median of the run's rounds."""
 
     target: str
     concurrency: int
     foreign_cores_attempts: list[float] = []  # every attempt's, when a noisy cell was re-run
+    rounds: list[float] = []  # every round's req/s, in the order measured
 
 
 class StreamStats(Model):
@@ -121,11 +123,13 @@ class StreamStats(Model):
 
 
 class StreamCell(Measured[StreamStats]):
-    """Paced streams at a small fixed concurrency: TTFT and the gaps between events."""
+    """Paced streams at a small fixed concurrency: TTFT and the gaps between events; the median
+    of the run's rounds."""
 
     target: str
     concurrency: int
     foreign_cores_attempts: list[float] = []
+    rounds: list[float] = []  # every round's TTFT p50 in ms, in the order measured
 
 
 class HoldStats(Model):

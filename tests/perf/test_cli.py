@@ -14,6 +14,7 @@ def test_a_full_run_by_default() -> None:
     assert options.mode == "full"
     assert options.phases == list(PHASES)
     assert options.capacity_steps == [1000, 2000, 3000, 5000]
+    assert options.rounds == 3
 
 
 def test_quick_shortens_but_explicit_steps_win() -> None:
@@ -21,6 +22,8 @@ def test_quick_shortens_but_explicit_steps_win() -> None:
 
     assert (options.mode, options.duration, options.ramp) == ("quick", 2, [100, 250])
     assert options.capacity_steps == [1000, 2000]
+    assert options.rounds == 1
+    assert parse_args(["--quick", "--rounds", "3"]).rounds == 3
 
 
 def test_gateway_environment_is_repeatable() -> None:
@@ -31,7 +34,13 @@ def test_gateway_environment_is_repeatable() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--phases", "capacity,nope"], ["--capacity-steps", "0"], ["--gateway-env", "NOEQUALS"]],
+    [
+        ["--phases", "capacity,nope"],
+        ["--capacity-steps", "0"],
+        ["--gateway-env", "NOEQUALS"],
+        ["--rounds", "2"],
+        ["--rounds", "0"],
+    ],
 )
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
