@@ -29,14 +29,21 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def _odd(text: str) -> int:
+def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 1 or value % 2 == 0:
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _odd(text: str) -> int:
+    value = _positive(text)
+    if value % 2 == 0:
         # An even count has no middle round: either neighbour would bias the kept one.
-        raise argparse.ArgumentTypeError(f"expected a positive odd number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an odd number, got {text!r}")
     return value
 
 
@@ -84,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.capacity_timeout,
         help="seconds per capacity step before open streams count as failed",
+    )
+    add(
+        "--capacity-workers",
+        type=_positive,
+        help="also run each gateway route of the capacity phase on `serve --workers N` "
+        f"(default {defaults.capacity_workers}, quick 1; 1 = one worker only)",
     )
     add(
         "--phases",
@@ -147,11 +160,12 @@ def parse_args(argv: list[str] | None) -> Options:
             "ramp": [100, 250],
             "capacity_steps": [1000],
             "rounds": 1,
+            "capacity_workers": 1,
         }
     given = {k: v for k, v in vars(args).items() if v is not None}
     given["gateway_env"] = dict(args.gateway_env)
     # --quick sets the defaults it shortens; these options, given explicitly, still win.
-    for name in ("ramp", "capacity_steps", "rounds"):
+    for name in ("ramp", "capacity_steps", "rounds", "capacity_workers"):
         if name in given:
             quick.pop(name, None)
     return Options.model_validate({**given, **quick})

@@ -1,4 +1,5 @@
-"""Capacity phase (issue 14): the floor and both gateway routes at N long streams each.
+"""Capacity phase (issue 14): the floor and both gateway routes at N long streams each, the
+routes once more on `serve --workers N` (`--capacity-workers`, default 2).
 
 Per step and target, a server started for that step alone (so each idle reading is a fresh
 process's, not what the previous step left in the allocator): warmed up with a few short streams,
@@ -11,6 +12,7 @@ same machine.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from cli import say
@@ -30,6 +32,28 @@ from services import (
 from stack import PeakRss, tree_rss_mb
 
 KEYS = ("direct", "floor", "gateway", "gateway_generate")
+ROUTES = ("gateway", "gateway_generate")
+
+
+def workers_key(route: str, workers: int) -> str:
+    """The key of a gateway route's rows on `serve --workers <workers>`."""
+    return f"{route}_workers{workers}"
+
+
+def keys(options: Options) -> list[str]:
+    """The targets of every step, in order: one worker's, then the several workers' rows."""
+    workers = options.capacity_workers
+    return [*KEYS, *(workers_key(r, workers) for r in ROUTES if workers > 1)]
+
+
+def labels(options: Options, one_worker: dict[str, str]) -> dict[str, str]:
+    """Report labels of the several-worker rows, from the one-worker routes' labels."""
+    workers = options.capacity_workers
+    if workers < 2:
+        return {}
+    return {workers_key(r, workers): f"{one_worker[r]}, {workers} workers" for r in ROUTES}
+
+
 WARM_REQUESTS = 50
 
 
@@ -52,9 +76,17 @@ def _on_fresh_server(
     runner: Runner, servers: Servers, key: str, streams: int, options: Options
 ) -> CapacityStep:
     name = f"capacity-{streams}-{key}"
-    service = servers.floor(name) if key == "floor" else servers.gateway(name)
+    route = key.partition("_workers")[0]
+    if key == "floor":
+        service = servers.floor(name)
+    elif route != key:  # a route on several workers
+        workers = str(options.capacity_workers)
+        service = servers.gateway(name, env={"GATEWAY_WORKERS": workers})
+    else:
+        service = servers.gateway(name)
     try:
-        target = floor_target(service) if key == "floor" else gateway_targets(service)[key]
+        target = floor_target(service) if key == "floor" else gateway_targets(service)[route]
+        target = dataclasses.replace(target, key=key)
         warm = runner.fixed(
             [request_for(target, INSTANT, stream=True, expect=INSTANT_CHUNKS)],
             count=WARM_REQUESTS,
@@ -107,5 +139,5 @@ def run(
     measured."""
     for n in options.capacity_steps:
         row = into.setdefault(n, {})
-        for key in KEYS:
+        for key in keys(options):
             row[key] = step(runner, servers, key, n, options)

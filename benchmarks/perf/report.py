@@ -183,6 +183,13 @@ def capacity_table(result: RunResult, derived: Derived) -> list[str]:
         "Wall = first stream started to last ended; events/s = content events received / wall. "
         "RSS = the server's process tree: idle after a short warm-up, and the most it used while "
         "the streams were open; per stream = (open - idle) / N, KB = 1,000 bytes."
+        + (
+            f' Rows "{options.capacity_workers} workers": the same route on `llm-gateway serve '
+            f"--workers {options.capacity_workers}` (all its processes' RSS); no targets, which "
+            "are for default settings."
+            if options.capacity_workers > 1
+            else ""
+        )
         + (f" Gateway environment: {options.gateway_env}." if options.gateway_env else ""),
         "",
         "| streams | target | complete | errors | TTFT p50 | TTFT p99 | x floor | wall "

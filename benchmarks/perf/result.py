@@ -37,6 +37,7 @@ class Options(Model):
     capacity_steps: list[int] = [1000, 2000, 3000, 5000]
     capacity_spread: float = 3.0  # seconds over which a capacity step's streams start
     capacity_timeout: float = 120.0
+    capacity_workers: int = 2  # each gateway route again on `serve --workers N` (1: not)
     phases: list[Phase] = list(PHASES)
     memory_requests: int = 10_000
     peer_memory_requests: int = 2_000

@@ -118,6 +118,7 @@ def run_phases(options: Options, result: RunResult, runner: Runner, servers: Ser
     if "litellm" in targets:
         version = result.machine.packages.get("litellm", "")
         result.labels["litellm"] = f"LiteLLM proxy {version}, one worker"
+    result.labels.update(phase_capacity.labels(options, result.labels))
 
     phases = set(options.phases)
     # Memory first, on processes that have served nothing yet: the idle reading is truly idle.

@@ -15,6 +15,7 @@ def test_a_full_run_by_default() -> None:
     assert options.phases == list(PHASES)
     assert options.capacity_steps == [1000, 2000, 3000, 5000]
     assert options.rounds == 3
+    assert options.capacity_workers == 2
 
 
 def test_quick_shortens_but_explicit_steps_win() -> None:
@@ -22,7 +23,7 @@ def test_quick_shortens_but_explicit_steps_win() -> None:
 
     assert (options.mode, options.duration, options.ramp) == ("quick", 2, [100, 250])
     assert options.capacity_steps == [1000, 2000]
-    assert options.rounds == 1
+    assert (options.rounds, options.capacity_workers) == (1, 1)
     assert parse_args(["--quick", "--rounds", "3"]).rounds == 3
 
 
@@ -40,6 +41,7 @@ def test_gateway_environment_is_repeatable() -> None:
         ["--gateway-env", "NOEQUALS"],
         ["--rounds", "2"],
         ["--rounds", "0"],
+        ["--capacity-workers", "0"],
     ],
 )
 def test_bad_options_are_refused(argv: list[str]) -> None:
