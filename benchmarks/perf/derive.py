@@ -113,10 +113,14 @@ def summarize_noise(result: RunResult) -> Noise | None:
     if not values:
         return None
     median = statistics.median(values)
+    probes = [cell.probe_ms for cell in result.measured() if cell.probe_ms is not None]
     return Noise(
         max_foreign_cores=round(max(values), 2),
         median_foreign_cores=round(median, 2),
         cells_over_threshold=sum(v > BUSY_CORES for v in values),
         cells=len(values),
         busy=median > BUSY_CORES,
+        probe_ms_min=min(probes) if probes else None,
+        probe_ms_median=round(statistics.median(probes), 2) if probes else None,
+        probe_ms_max=max(probes) if probes else None,
     )

@@ -159,6 +159,7 @@ class Runner:
             target=target.key,
             concurrency=concurrency,
             foreign_cores=noise.cores,
+            probe_ms=noise.probe_ms,
             stats=stats,
             error=error,
         )
@@ -319,13 +320,18 @@ class Runner:
             outs, error = self.loadgen([job], timeout=duration + warmup + 60)
         if error is not None:
             return StreamCell(
-                target=target.key, concurrency=concurrency, foreign_cores=noise.cores, error=error
+                target=target.key,
+                concurrency=concurrency,
+                foreign_cores=noise.cores,
+                probe_ms=noise.probe_ms,
+                error=error,
             )
         (out,) = outs
         return StreamCell(
             target=target.key,
             concurrency=concurrency,
             foreign_cores=noise.cores,
+            probe_ms=noise.probe_ms,
             stats=StreamStats(
                 streams=out["streams"],
                 ok=out["ok"],
@@ -369,7 +375,11 @@ class Runner:
             outs, error = self.loadgen(jobs, timeout=timeout + 60)
         if error is not None:
             return HoldStep(
-                target=target.key, streams=streams, foreign_cores=noise.cores, error=error
+                target=target.key,
+                streams=streams,
+                foreign_cores=noise.cores,
+                probe_ms=noise.probe_ms,
+                error=error,
             )
         errors: dict[str, int] = {}
         for out in outs:
@@ -378,6 +388,7 @@ class Runner:
             target=target.key,
             streams=streams,
             foreign_cores=noise.cores,
+            probe_ms=noise.probe_ms,
             stats=HoldStats(
                 ok=sum(out["ok"] for out in outs),
                 errors=errors,
@@ -395,10 +406,10 @@ class Runner:
         with NoiseMeter() as noise:
             outs, error = self.loadgen([job], timeout=600)
         if error is not None:
-            return Batch(foreign_cores=noise.cores, error=error)
+            return Batch(foreign_cores=noise.cores, probe_ms=noise.probe_ms, error=error)
         (out,) = outs
         stats = BatchStats(count=out["count"], errors=out["errors"], wall_s=out["wall_s"])
-        return Batch(foreign_cores=noise.cores, stats=stats)
+        return Batch(foreign_cores=noise.cores, probe_ms=noise.probe_ms, stats=stats)
 
 
 def _split(total: int, parts: int) -> list[int]:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fmt import kb, mb, ms, ratio, rps, seconds
-from result import Derived, LoadCell, Measured, RunResult
-from stack import BUSY_CORES
+from result import Derived, LoadCell, Measured, Noise, RunResult
+from stack import BUSY_CORES, PROBE_STEPS
 
 
 def _cell(cell: LoadCell | None) -> str:
@@ -28,8 +28,10 @@ def _rounds(values: list[float], each: Callable[[float], str]) -> str:
 
 
 def _noise(measured: Measured[Any]) -> str:
+    """Other processes' load during a measurement and, when taken, the speed probe around it."""
     value = measured.foreign_cores
-    return f"**{value:.2f}**" if value > BUSY_CORES else f"{value:.2f}"
+    load = f"**{value:.2f}**" if value > BUSY_CORES else f"{value:.2f}"
+    return load if measured.probe_ms is None else f"{load} · {measured.probe_ms:.0f} ms"
 
 
 def _failed(label: str, error: str | None) -> str:
@@ -83,7 +85,7 @@ def nonstream_tables(result: RunResult, derived: Derived) -> list[str]:
             f"### Concurrency {concurrency}",
             "",
             "| target | req/s | p50 | p95 | p99 | added p50 | added p95 | added p99 "
-            "| x floor req/s | errors | req/s of each round | other load (cores) |",
+            "| x floor req/s | errors | req/s of each round | other load (cores) · probe |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for key in result.target_order:
@@ -121,7 +123,7 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
         "",
         "| target | streams ok | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 "
         "| gap p50 | gap p99 | added gap p50 | added gap p99 | TTFT p50 of each round "
-        "| other load (cores) |",
+        "| other load (cores) · probe |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key in result.target_order:
@@ -151,7 +153,7 @@ def stream_tables(result: RunResult, derived: Derived) -> list[str]:
         " once (streams waited, or ended before others started) does not count as held.",
         "",
         "| target | most held | step | ok | errors | peak open | TTFT p50 | TTFT p99 "
-        "| stream p50 | stream max | wall | other load (cores) |",
+        "| stream p50 | stream max | wall | other load (cores) · probe |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, ramp in result.ramp.items():
@@ -193,7 +195,7 @@ def capacity_table(result: RunResult, derived: Derived) -> list[str]:
         + (f" Gateway environment: {options.gateway_env}." if options.gateway_env else ""),
         "",
         "| streams | target | complete | errors | TTFT p50 | TTFT p99 | x floor | wall "
-        "| x floor | events/s | RSS idle | RSS open | per stream | other load (cores) |",
+        "| x floor | events/s | RSS idle | RSS open | per stream | other load (cores) · probe |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for streams, steps in result.capacity.items():
@@ -308,6 +310,30 @@ def notes(result: RunResult) -> list[str]:
     ]
 
 
+# The probe's slowest over its fastest beyond which the run says the machine's speed moved.
+_SPEED_SPREAD = 1.5
+
+
+def _speed(noise: Noise | None) -> list[str]:
+    if noise is None or noise.probe_ms_min is None or noise.probe_ms_max is None:
+        return []
+    spread = noise.probe_ms_max / noise.probe_ms_min
+    text = (
+        f"Machine speed: the speed probe (a {PROBE_STEPS:,}-step Python loop, timed before and "
+        "after every measurement while the servers were idle; the last column of each table) "
+        f"took {noise.probe_ms_min:.0f} to {noise.probe_ms_max:.0f} ms, median "
+        f"{noise.probe_ms_median:.0f} ms. "
+    )
+    if spread > _SPEED_SPREAD:
+        text += (
+            f"**The machine's own speed changed by {spread:.1f}x during the run**, which no count "
+            "of other processes sees: compare cells measured at similar probe times."
+        )
+    else:
+        text += "Steady."
+    return ["", text]
+
+
 def render(result: RunResult) -> str:
     derived = result.derived
     if derived is None:
@@ -331,6 +357,7 @@ def render(result: RunResult) -> str:
             else "Quiet enough to trust."
         )
     )
+    speed = _speed(noise)
     lines = [
         f"# llm-gateway performance: run {run.id}",
         "",
@@ -339,6 +366,7 @@ def render(result: RunResult) -> str:
         f"Wall time {run.wall_s} s.",
         "",
         f"Other load on the machine: {quiet_text}; {during}",
+        *speed,
     ]
     if run.interrupted:
         lines += ["", "**This run was interrupted; the tables hold what it measured.**"]
@@ -361,7 +389,7 @@ def render(result: RunResult) -> str:
             else ""
         )
         + ". Other load = cores used by processes that are not this run's during the cell (bold "
-        f"above {BUSY_CORES}).",
+        f"above {BUSY_CORES}); probe = the speed probe around it (higher = slower machine).",
         *nonstream_tables(result, derived),
     ]
     lines += ["", "## Streaming", *stream_tables(result, derived)]

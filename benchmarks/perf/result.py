@@ -80,6 +80,8 @@ class Measured(Model, Generic[S]):
     that are not the harness's), and either its numbers or why it failed."""
 
     foreign_cores: float
+    # The speed probe around it (stack.speed_probe_ms; absent in runs before it existed).
+    probe_ms: float | None = None
     error: str | None = None
     stats: S | None = None
 
@@ -292,6 +294,10 @@ class Noise(Model):
     cells_over_threshold: int
     cells: int
     busy: bool
+    # The speed probe over every measurement: how much the machine's own speed moved.
+    probe_ms_min: float | None = None
+    probe_ms_median: float | None = None
+    probe_ms_max: float | None = None
 
 
 class WhatifRow(Model):

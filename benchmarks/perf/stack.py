@@ -276,14 +276,37 @@ def foreign_cores(before: CpuSample, after: CpuSample) -> float:
     return max(0.0, foreign / wall)
 
 
+# The machine's own speed. This class of VM runs the same code two to four times slower at
+# times, and neither other processes' CPU nor the steal count in /proc/stat shows it (the host's
+# other tenants do not appear there): only timing fixed work does.
+PROBE_STEPS = 500_000
+
+
+def speed_probe_ms() -> float:
+    """Milliseconds a plain Python loop of PROBE_STEPS takes (the better of two tries), run
+    while the servers are idle: higher means a slower machine."""
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        i = 0
+        while i < PROBE_STEPS:
+            i += 1
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 2)
+
+
 class NoiseMeter:
-    """How many cores other processes used while the `with` block ran: `cores` after it."""
+    """How many cores other processes used while the `with` block ran (`cores`), and how fast
+    the machine itself was around it (`probe_ms`: the speed probe before and after, averaged)."""
 
     def __init__(self) -> None:
         self._before: CpuSample | None = None
+        self._probe_before = 0.0
         self.cores = 0.0
+        self.probe_ms = 0.0
 
     def __enter__(self) -> NoiseMeter:
+        self._probe_before = speed_probe_ms()
         self._before = cpu_sample()
         return self
 
@@ -295,6 +318,7 @@ class NoiseMeter:
     ) -> None:
         assert self._before is not None, "NoiseMeter is used as a context manager"
         self.cores = round(foreign_cores(self._before, cpu_sample()), 3)
+        self.probe_ms = round((self._probe_before + speed_probe_ms()) / 2, 2)
 
 
 class PeakRss:
