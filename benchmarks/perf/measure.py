@@ -7,6 +7,7 @@ next to them), and either its numbers or why it failed.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import subprocess
@@ -124,9 +125,26 @@ def median_round(
     return kept
 
 
-def round_label(number: int, options: Options) -> str:
-    """` (round 2/3)` in the progress lines of a run with several rounds."""
-    return f" (round {number}/{options.rounds})" if options.rounds > 1 else ""
+def interleaved(
+    targets: dict[str, Target],
+    options: Options,
+    measure: Callable[[Target], Repeatable],
+    value: Callable[[Repeatable], float | None],
+    keep: Callable[[str, Repeatable], None],
+    log: Callable[[str, Repeatable], None],
+) -> None:
+    """Measure every target `options.rounds` times, in turn within each round (a perturbed
+    measurement again, `quietest`); after each one, `keep(key, cell)` gets the target's median
+    round so far (`median_round` by `value`), so an interrupted run keeps what it measured, and
+    `log(name, cell)` the measurement itself."""
+    rounds: dict[str, list[Repeatable]] = {key: [] for key in targets}
+    for number in range(1, options.rounds + 1):
+        suffix = f" (round {number}/{options.rounds})" if options.rounds > 1 else ""
+        for key, target in targets.items():
+            cell = quietest(functools.partial(measure, target), options.retry_noisy)
+            log(f"{key}{suffix}", cell)
+            rounds[key].append(cell)
+            keep(key, median_round(rounds[key], value))
 
 
 class Runner:

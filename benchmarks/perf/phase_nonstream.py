@@ -12,7 +12,7 @@ import functools
 
 from cli import say
 from endpoints import Target
-from measure import Runner, median_round, quietest, round_label
+from measure import Runner, interleaved
 from result import LoadCell, Options
 from services import INSTANT, UPSTREAM_KEY
 from stack import Service
@@ -67,21 +67,30 @@ def run(
     """Fill `into` (concurrency -> target key -> the median of `options.rounds` cells) as it
     goes: an interrupted run keeps what it measured."""
     for concurrency in options.concurrency:
-        cells = into.setdefault(concurrency, {})
-        rounds: dict[str, list[LoadCell]] = {key: [] for key in targets}
-        for number in range(1, options.rounds + 1):
-            for key, target in targets.items():
-                cell = quietest(
-                    functools.partial(
-                        runner.nonstream,
-                        target,
-                        INSTANT,
-                        concurrency=concurrency,
-                        duration=options.duration,
-                        warmup=options.warmup,
-                    ),
-                    options.retry_noisy,
-                )
-                _log(f"c={concurrency} {key}{round_label(number, options)}", cell)
-                rounds[key].append(cell)
-                cells[key] = median_round(rounds[key], _rps)
+        measure = functools.partial(
+            _measure,
+            runner,
+            concurrency=concurrency,
+            duration=options.duration,
+            warmup=options.warmup,
+        )
+        interleaved(
+            targets,
+            options,
+            measure,
+            _rps,
+            into.setdefault(concurrency, {}).__setitem__,
+            functools.partial(_log_named, concurrency),
+        )
+
+
+def _measure(
+    runner: Runner, target: Target, *, concurrency: int, duration: int, warmup: int
+) -> LoadCell:
+    return runner.nonstream(
+        target, INSTANT, concurrency=concurrency, duration=duration, warmup=warmup
+    )
+
+
+def _log_named(concurrency: int, name: str, cell: LoadCell) -> None:
+    _log(f"c={concurrency} {name}", cell)

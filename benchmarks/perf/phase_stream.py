@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import functools
-
 from cli import say
 from endpoints import Target
-from measure import Runner, median_round, quietest, round_label
+from measure import Runner, interleaved
 from result import Options, StreamCell
 from services import STREAM_CHUNKS, STREAM_MODEL
 
@@ -21,29 +19,26 @@ def run(
 ) -> None:
     """Fill `into` (target key -> the median of `options.rounds` cells, by TTFT p50) as it
     goes: an interrupted run keeps what it measured."""
-    rounds: dict[str, list[StreamCell]] = {key: [] for key in targets}
-    for number in range(1, options.rounds + 1):
-        for key, target in targets.items():
-            cell = quietest(
-                functools.partial(
-                    runner.stream_latency,
-                    target,
-                    STREAM_MODEL,
-                    expect=STREAM_CHUNKS,
-                    concurrency=options.stream_concurrency,
-                    duration=options.duration,
-                    warmup=options.warmup,
-                ),
-                options.retry_noisy,
-            )
-            rounds[key].append(cell)
-            into[key] = median_round(rounds[key], _ttft_p50)
-            prefix = f"  {key}{round_label(number, options)}"
-            if cell.stats is None:
-                say(f"{prefix}: FAILED {(cell.error or '')[:200]}")
-                continue
-            say(
-                f"{prefix}: {cell.stats.ok}/{cell.stats.streams} ok, TTFT p50 "
-                f"{cell.stats.ttft.p50_ms} ms, gap p50 {cell.stats.gap.p50_ms} ms, "
-                f"p99 {cell.stats.gap.p99_ms} ms"
-            )
+
+    def measure(target: Target) -> StreamCell:
+        return runner.stream_latency(
+            target,
+            STREAM_MODEL,
+            expect=STREAM_CHUNKS,
+            concurrency=options.stream_concurrency,
+            duration=options.duration,
+            warmup=options.warmup,
+        )
+
+    interleaved(targets, options, measure, _ttft_p50, into.__setitem__, _log)
+
+
+def _log(name: str, cell: StreamCell) -> None:
+    if cell.stats is None:
+        say(f"  {name}: FAILED {(cell.error or '')[:200]}")
+        return
+    say(
+        f"  {name}: {cell.stats.ok}/{cell.stats.streams} ok, TTFT p50 "
+        f"{cell.stats.ttft.p50_ms} ms, gap p50 {cell.stats.gap.p50_ms} ms, "
+        f"p99 {cell.stats.gap.p99_ms} ms"
+    )
