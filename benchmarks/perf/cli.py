@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from result import PHASES, Options
+from result import PHASES, Measured, Options
 from stack import BUSY_CORES
 
 DESCRIPTION = "The gateway's performance harness (benchmarks/perf/README.md)."
@@ -15,6 +17,16 @@ def say(message: str) -> None:
     # Progress goes to stdout as it happens: a run takes minutes.
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
+
+
+def say_measured(name: str, measured: Measured[Any], numbers: Callable[[Any], str]) -> None:
+    """The progress line of one measurement: `numbers(stats)` and how noisy the machine was,
+    or why it failed."""
+    if measured.stats is None:
+        say(f"  {name}: FAILED {(measured.error or '')[:200]}")
+        return
+    probe = "" if measured.probe_ms is None else f", probe {measured.probe_ms} ms"
+    say(f"  {name}: {numbers(measured.stats)}, other load {measured.foreign_cores} cores{probe}")
 
 
 def _ints(text: str) -> list[int]:

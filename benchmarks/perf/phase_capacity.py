@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from cli import say
+from cli import say_measured
 from endpoints import Target, request_for
 from measure import Runner
 from result import CapacityStep, HoldStep, Options
@@ -117,15 +117,15 @@ def step(
         )
     else:
         found = _on_fresh_server(runner, servers, key, streams, options)
-    stats = found.hold.stats
-    if stats is None:
-        say(f"  {key} {streams} streams: FAILED {(found.hold.error or '')[:200]}")
-    else:
-        say(
-            f"  {key} {streams} streams: ok {stats.ok}, errors {stats.errors or '-'}, TTFT p50 "
-            f"{stats.ttft.p50_ms} ms p99 {stats.ttft.p99_ms} ms, wall {stats.wall_s:.1f} s, "
+    say_measured(
+        f"{key} {streams} streams",
+        found.hold,
+        lambda h: (
+            f"ok {h.ok}, errors {h.errors or '-'}, TTFT p50 {h.ttft.p50_ms} ms p99 "
+            f"{h.ttft.p99_ms} ms, wall {h.wall_s:.1f} s, "
             f"RSS {found.rss_idle_mb} -> {found.rss_peak_mb} MB"
-        )
+        ),
+    )
     return found
 
 

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import functools
 
-from cli import say
+from cli import say_measured
 from endpoints import Target
 from measure import Runner, interleaved
-from result import LoadCell, Options
+from result import LoadCell, LoadStats, Options
 from services import INSTANT, UPSTREAM_KEY
 from stack import Service
 
 EMULATOR_MODEL = "emulator/instant"
 
 
-def _log(prefix: str, cell: LoadCell) -> None:
-    if cell.stats is None:
-        say(f"  {prefix}: FAILED {(cell.error or '')[:200]}")
-        return
-    say(
-        f"  {prefix}: {cell.stats.rps:,.0f} req/s, p50 {cell.stats.p50_ms} ms, "
-        f"p99 {cell.stats.p99_ms} ms, errors {cell.stats.errors}, "
-        f"other load {cell.foreign_cores} cores"
+def _numbers(stats: LoadStats) -> str:
+    return (
+        f"{stats.rps:,.0f} req/s, p50 {stats.p50_ms} ms, p99 {stats.p99_ms} ms, "
+        f"errors {stats.errors}"
     )
 
 
@@ -43,14 +39,8 @@ def emulator_alone(
         {"Authorization": f"Bearer {UPSTREAM_KEY}"},
     )
     for concurrency in options.concurrency:
-        cell = runner.nonstream(
-            target,
-            EMULATOR_MODEL,
-            concurrency=concurrency,
-            duration=options.duration,
-            warmup=options.warmup,
-        )
-        _log(f"c={concurrency} emulator", cell)
+        cell = _measure(runner, EMULATOR_MODEL, concurrency, options, target)
+        _log(concurrency, "emulator", cell)
         into.append(cell)
 
 
@@ -67,30 +57,23 @@ def run(
     """Fill `into` (concurrency -> target key -> the median of `options.rounds` cells) as it
     goes: an interrupted run keeps what it measured."""
     for concurrency in options.concurrency:
-        measure = functools.partial(
-            _measure,
-            runner,
-            concurrency=concurrency,
-            duration=options.duration,
-            warmup=options.warmup,
-        )
         interleaved(
             targets,
             options,
-            measure,
+            functools.partial(_measure, runner, INSTANT, concurrency, options),
             _rps,
             into.setdefault(concurrency, {}).__setitem__,
-            functools.partial(_log_named, concurrency),
+            functools.partial(_log, concurrency),
         )
 
 
 def _measure(
-    runner: Runner, target: Target, *, concurrency: int, duration: int, warmup: int
+    runner: Runner, model: str, concurrency: int, options: Options, target: Target
 ) -> LoadCell:
     return runner.nonstream(
-        target, INSTANT, concurrency=concurrency, duration=duration, warmup=warmup
+        target, model, concurrency=concurrency, duration=options.duration, warmup=options.warmup
     )
 
 
-def _log_named(concurrency: int, name: str, cell: LoadCell) -> None:
-    _log(f"c={concurrency} {name}", cell)
+def _log(concurrency: int, name: str, cell: LoadCell) -> None:
+    say_measured(f"c={concurrency} {name}", cell, _numbers)

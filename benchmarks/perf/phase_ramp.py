@@ -9,10 +9,12 @@ show whether delivery stays correct; it stops at the first step that lost or bro
 
 from __future__ import annotations
 
-from cli import say
+import functools
+
+from cli import say_measured
 from endpoints import Target
 from measure import Runner
-from result import Ramp
+from result import HoldStats, Ramp
 from services import RAMP_CHUNKS, RAMP_MODEL
 
 # Share of a step's streams that must be open at one instant for it to count as held.
@@ -29,14 +31,7 @@ def run(runner: Runner, target: Target, steps: list[int], timeout: float) -> Ram
         stats = step.stats
         concurrent = stats is not None and stats.peak_open >= CONCURRENT_SHARE * n
         step.queued = step.complete and not concurrent
-        if stats is None:
-            say(f"  {target.key} {n} streams: FAILED {(step.error or '')[:200]}")
-        else:
-            say(
-                f"  {target.key} {n} streams: ok {stats.ok}, errors {stats.errors or '-'}, "
-                f"peak open {stats.peak_open}, wall {stats.wall_s:.2f} s"
-                + (" (not all open at once)" if step.queued else "")
-            )
+        say_measured(f"{target.key} {n} streams", step, functools.partial(_numbers, step.queued))
         if not step.complete:
             break
         max_delivered = n
@@ -44,3 +39,10 @@ def run(runner: Runner, target: Target, steps: list[int], timeout: float) -> Ram
         if held_so_far:
             max_held = n
     return Ramp(steps=done, max_held=max_held, max_delivered=max_delivered)
+
+
+def _numbers(queued: bool, stats: HoldStats) -> str:
+    return (
+        f"ok {stats.ok}, errors {stats.errors or '-'}, peak open {stats.peak_open}, "
+        f"wall {stats.wall_s:.2f} s" + (" (not all open at once)" if queued else "")
+    )

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from cli import say
+from cli import say_measured
 from endpoints import Target
 from measure import Runner, interleaved
-from result import Options, StreamCell
+from result import Options, StreamCell, StreamStats
 from services import STREAM_CHUNKS, STREAM_MODEL
 
 
@@ -34,11 +34,11 @@ def run(
 
 
 def _log(name: str, cell: StreamCell) -> None:
-    if cell.stats is None:
-        say(f"  {name}: FAILED {(cell.error or '')[:200]}")
-        return
-    say(
-        f"  {name}: {cell.stats.ok}/{cell.stats.streams} ok, TTFT p50 "
-        f"{cell.stats.ttft.p50_ms} ms, gap p50 {cell.stats.gap.p50_ms} ms, "
-        f"p99 {cell.stats.gap.p99_ms} ms"
+    say_measured(name, cell, _numbers)
+
+
+def _numbers(stats: StreamStats) -> str:
+    return (
+        f"{stats.ok}/{stats.streams} ok, TTFT p50 {stats.ttft.p50_ms} ms, "
+        f"gap p50 {stats.gap.p50_ms} ms, p99 {stats.gap.p99_ms} ms"
     )
