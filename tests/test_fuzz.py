@@ -332,7 +332,7 @@ def test_request_input_cannot_forge_a_log_line(gateway: str, log_file: Path) -> 
     with httpx.Client(base_url=gateway, timeout=10) as client:
         client.get("/benchmarks/x%0Aforged-by-path")
         client.post("/generate", json={"prompt": "hi", "model": "x\nforged-by-body"})
-    lines = read_log(log_file, waiting_for="handler=generate_text").splitlines()
+    lines = read_log(log_file, waiting_for="forged-by-body").splitlines()
     assert any("x\\nforged-by-body" in line for line in lines)  # kept, escaped
     assert [line for line in lines if not LOG_LINE.match(line)] == []
 

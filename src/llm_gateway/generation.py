@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from llm_gateway.schemas.generate import GenerateRequest
-from llm_gateway.upstream.client import UpstreamClient
+from llm_gateway.upstream.client import Reply
 from llm_gateway.upstream.completions import Completion, StreamAccumulator, parse_completion
 from llm_gateway.upstream.stream import ChatStream
 
@@ -35,7 +35,7 @@ def build_payload(request: GenerateRequest, *, max_tokens: int) -> dict[str, Any
     return payload
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per call (see upstream/sse.py SSEEvent)
 class Generated:
     """A finished generation: what the model produced, how long it took, what it cost."""
 
@@ -45,9 +45,10 @@ class Generated:
     attempts: int
 
 
-async def generate(client: UpstreamClient, payload: dict[str, Any], *, started: float) -> Generated:
-    """One non-streaming generation; `started` is the perf_counter() the latency counts from."""
-    reply = await client.complete(payload)
+def from_reply(reply: Reply, *, started: float) -> Generated:
+    """A non-streaming generation, once `UpstreamClient.complete` has answered; `started` is
+    the perf_counter() the latency counts from. (Not a coroutine around the call: each await
+    level is passed through again every time the call resumes.)"""
     completion = parse_completion(reply.data)
     return Generated(completion, time.perf_counter() - started, None, reply.attempts)
 

@@ -20,8 +20,7 @@ from llm_gateway.api.responses import json_response
 from llm_gateway.api.streaming import SSE_KEEPALIVE, EventStreamResponse, sse_event
 from llm_gateway.context import record_attempts
 from llm_gateway.errors import GatewayError, InvalidRequest
-from llm_gateway.generation import Generated, Relay, build_payload
-from llm_gateway.generation import generate as generate_text
+from llm_gateway.generation import Generated, Relay, build_payload, from_reply
 from llm_gateway.prompt_size import prompt_chars
 from llm_gateway.rendering import error_body
 from llm_gateway.runtime import Runtime
@@ -61,7 +60,7 @@ async def generate(runtime: Runtime, body: bytes, scope: Scope) -> Response:
             headers={"X-Upstream-Attempts": str(upstream.attempts)},
             on_close=upstream.aclose,
         )
-    generated = await generate_text(runtime.client, payload, started=started)
+    generated = from_reply(await runtime.client.complete(payload), started=started)
     record_attempts(generated.attempts)
     return json_response(
         answer_body(generated), headers={"X-Upstream-Attempts": str(generated.attempts)}

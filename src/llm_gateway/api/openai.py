@@ -99,11 +99,7 @@ async def chat_completions(runtime: Runtime, body: bytes, scope: Scope) -> Respo
     reply = await runtime.client.complete(body)
     record_attempts(reply.attempts)
     # The upstream's own bytes: nothing OpenRouter adds is lost to a re-serialisation.
-    return Response(
-        reply.raw,
-        media_type="application/json",
-        headers=_headers(reply.attempts, reply.generation_id),
-    )
+    return json_response(reply.raw, headers=_headers(reply.attempts, reply.generation_id))
 
 
 def _headers(attempts: int, generation_id: str | None) -> dict[str, str]:

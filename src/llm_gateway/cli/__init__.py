@@ -23,7 +23,7 @@ from llm_gateway.api.generate import answer_body
 from llm_gateway.bench.prompts import load_prompts
 from llm_gateway.config import Settings
 from llm_gateway.errors import ConfigError, GatewayError
-from llm_gateway.generation import Generated, Relay, build_payload, generate
+from llm_gateway.generation import Generated, Relay, build_payload, from_reply
 from llm_gateway.runtime import Runtime, open_runtime
 from llm_gateway.schemas.generate import GenerateRequest
 from llm_gateway.security import is_loopback
@@ -208,7 +208,7 @@ def generate_command(
         if stream:
             generated = await _print_stream(runtime, payload, started, echo=not as_json)
         else:
-            generated = await generate(runtime.client, payload, started=started)
+            generated = from_reply(await runtime.client.complete(payload), started=started)
             if not as_json:
                 sys.stdout.write(generated.completion.text + "\n")
         if as_json:

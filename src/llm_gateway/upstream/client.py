@@ -55,7 +55,7 @@ class Timeouts:
     stream_commit: float = 2.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per call (see SSEEvent)
 class Reply:
     """A successful non-streaming answer: the parsed body, the raw bytes, and what it cost."""
 

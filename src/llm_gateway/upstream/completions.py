@@ -13,7 +13,7 @@ from typing import Any
 from llm_gateway.errors import UpstreamBadResponse
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per call (see SSEEvent)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -33,7 +33,7 @@ class Usage:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per call (see SSEEvent)
 class Completion:
     """What a completion produced, however it was delivered."""
 
