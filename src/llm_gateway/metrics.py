@@ -36,6 +36,7 @@ class GatewayMetrics:
         # Set by `serve --workers N`; read when prometheus_client was imported, as here.
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._per_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._per_attempt: dict[tuple[str, str], Counter] = {}
         r = self.registry
         self.requests = Counter(
             "llm_gateway_requests",
@@ -113,7 +114,13 @@ class GatewayMetrics:
         duration.observe(seconds)
 
     def on_attempt(self, endpoint: str, outcome: str) -> None:
-        self.upstream_attempts.labels(endpoint, outcome).inc()
+        # Once per upstream call: the children looked up once, as in `on_request`.
+        counter = self._per_attempt.get((endpoint, outcome))
+        if counter is None:
+            counter = self._per_attempt[endpoint, outcome] = self.upstream_attempts.labels(
+                endpoint, outcome
+            )
+        counter.inc()
 
     def on_retry(self, reason: str) -> None:
         self.upstream_retries.labels(reason).inc()
