@@ -8,7 +8,7 @@ on the wire is the route's business (`api/generate.py`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway.schemas.generate import GenerateRequest
@@ -94,5 +94,5 @@ class Relay:
         latency = time.perf_counter() - self._started
         completion = self._accumulator.result()
         # Each chunk was scrubbed; a secret split across two chunks is whole only in the answer.
-        completion = replace(completion, text=self.stream.redact.content(completion.text))
+        completion.text = self.stream.redact.content(completion.text)
         return Generated(completion, latency, self.ttft, self.stream.attempts)

@@ -131,6 +131,25 @@ async def test_parsed_gives_each_forwarded_events_json_and_none_for_a_comment() 
         stream.parsed(b"data: nope\n\n")
 
 
+async def test_parsed_splits_plain_events_and_decodes_any_other_block_whole() -> None:
+    stream = _stream(Response(CHUNK))
+    hi = {"choices": [{"delta": {"content": "hi"}}]}
+    finish = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+    assert stream.parsed(CHUNK + FINISH + DONE) == [hi, finish]
+    # An event's data over two lines, or CR line ends: the SSE decoder's rules, not a split.
+    two_lines = b'data: {"choices":\ndata: []}\n\n'
+    assert stream.parsed(CHUNK + two_lines) == [hi, {"choices": []}]
+    assert stream.parsed((CHUNK + FINISH).replace(b"\n", b"\r\n")) == [hi, finish]
+
+
+async def test_only_a_line_of_its_own_ends_the_stream_as_done() -> None:
+    text_done = b'data: {"choices":[{"delta":{"content":"data: [DONE]"}}]}\n\n'
+    reads = (CHUNK + text_done, CHUNK, FINISH + DONE)
+    stream = _stream(Response(*reads))
+    assert b"".join(await _forwarded(stream)) == b"".join(reads)
+    assert stream.finished
+
+
 async def test_silence_longer_than_the_idle_timeout_is_a_timeout() -> None:
     stream = _stream(Response(CHUNK, None), idle=0.01)
     assert isinstance(await stream.next(), Chunk)

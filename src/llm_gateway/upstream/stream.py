@@ -226,7 +226,7 @@ class ChatStream:
                     raise error
             elif _sets_finish(block):
                 self._saw_finish = True
-            if b"[DONE]" in block and _DONE_LINE.search(block):
+            if b"[DONE]" in block and _has_done(block):
                 self._done()
                 yield block
                 return
@@ -281,6 +281,11 @@ class ChatStream:
         the block with byte searches, so this only decodes it."""
         if block.startswith(b"data: {") and block.find(b"\n") == len(block) - 2:
             return [self._parse(block[6:-2])]  # one event: nearly every read of a stream
+        # Several events, each one `data: ` line (a stream's first and last reads): split
+        # here; anything else (comments, several lines, CR line ends) through the SSE decoder.
+        events = block.split(b"\n\n")
+        if not events.pop() and all(_single_data_line(event) for event in events):
+            return [self._parse(event[6:]) for event in events if event != _DONE_EVENT]
         return [
             None if isinstance(item, SSEComment) else self._parse(item.data)
             for item in SSEDecoder().feed(block)
@@ -391,9 +396,23 @@ class IdleTimeout:
 
 
 _DONE = b"data: [DONE]\n\n"
+_DONE_EVENT = _DONE[:-2]
 _DONE_LINE = re.compile(rb"(?m)^data: ?\[DONE\]\r?$")
 _FINISH_KEY = b'"finish_reason"'
 _STRING_VALUE = re.compile(rb'\s*:\s*"')
+
+
+def _has_done(block: bytes) -> bool:
+    """Whether a line of `block` is `data: [DONE]`. Nearly always it ends the block, which is
+    seen without the regex (that tries every line start: ~3.6 us on a stream's last read,
+    against ~0.8 this way)."""
+    if block.endswith(_DONE) and (len(block) == len(_DONE) or block[-len(_DONE) - 1] == 10):
+        return True  # 10: the newline that ends the event before it
+    return _DONE_LINE.search(block) is not None
+
+
+def _single_data_line(event: bytes) -> bool:
+    return event.startswith(b"data: ") and b"\n" not in event and b"\r" not in event
 
 
 def _has_data(block: bytes) -> bool:
