@@ -10,6 +10,7 @@ import pytest
 
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 from llm_gateway.redaction import Redactor
+from llm_gateway.upstream.deadlines import Deadlines
 from llm_gateway.upstream.stream import ChatStream, Chunk, IdleTimeout, KeepAlive
 
 pytestmark = pytest.mark.anyio
@@ -72,19 +73,19 @@ async def test_prime_raises_an_error_sent_as_the_first_event() -> None:
     error = b'data: {"error":{"message":"No capacity","code":502}}\n\n'
     stream = _stream(Response(error))
     with pytest.raises(UpstreamBadResponse, match="No capacity"):
-        await stream.prime(1.0)
+        await stream.prime(Deadlines(1.0))
 
 
 async def test_prime_returns_on_keepalives_when_the_window_passes() -> None:
     stream = _stream(Response(b": OPENROUTER PROCESSING\n\n", None))
-    await stream.prime(0.01)  # committed: the caller starts forwarding keep-alives
+    await stream.prime(Deadlines(0.01))  # committed: the caller starts forwarding keep-alives
     assert await stream.next() == KeepAlive(" OPENROUTER PROCESSING")
 
 
 async def test_after_the_first_event_errors_are_raised_by_next() -> None:
     finish_error = b'data: {"choices":[{"delta":{},"finish_reason":"error"}]}\n\n'
     stream = _stream(Response(CHUNK, finish_error))
-    await stream.prime(1.0)
+    await stream.prime(Deadlines(1.0))
     assert isinstance(await stream.next(), Chunk)
     with pytest.raises(UpstreamBadResponse, match="finish_reason=error"):
         await stream.next()

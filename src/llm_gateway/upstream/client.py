@@ -30,6 +30,7 @@ from llm_gateway.errors import (
     UpstreamUnreachable,
 )
 from llm_gateway.redaction import Redactor
+from llm_gateway.upstream.deadlines import Deadlines
 from llm_gateway.upstream.mapping import TranslateErrors, decode_json, error_from_response
 from llm_gateway.upstream.retry import RetryPolicy
 from llm_gateway.upstream.stream import ChatStream, inband_error, passable_id
@@ -258,6 +259,10 @@ class BaseClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
+        # One timer for each kind of timeout rather than one per call (deadlines.py).
+        self._total = Deadlines(timeouts.total)
+        self._first_byte = Deadlines(timeouts.first_byte)
+        self._commit = Deadlines(timeouts.stream_commit)
         self.retry = retry
         # Everything the upstream says is scrubbed of these (its own key always) on the way in.
         self.redact = Redactor([api_key, *secrets])
@@ -302,13 +307,10 @@ class BaseClient:
         status = 0
         what = f"{method} {path}"
         try:
-            with TranslateErrors(what, self.timeouts.total):
-                async with (
-                    asyncio.timeout(self.timeouts.total),
-                    self.session.request(
-                        method, self.base_url + path, data=data, allow_redirects=False
-                    ) as response,
-                ):
+            with TranslateErrors(what, self.timeouts.total), self._total():
+                async with self.session.request(
+                    method, self.base_url + path, data=data, allow_redirects=False
+                ) as response:
                     status = response.status
                     if status >= 300:
                         body = await self._error_body(response)
@@ -345,7 +347,7 @@ class BaseClient:
         response: aiohttp.ClientResponse | None = None
         with TranslateErrors(f"POST {path}", self.timeouts.first_byte):
             try:
-                async with asyncio.timeout(self.timeouts.first_byte):
+                with self._first_byte():
                     response = await self.session.post(
                         self.base_url + path,
                         data=data,
@@ -371,7 +373,7 @@ class BaseClient:
                     redact=self.redact,
                     max_bytes=self.max_bytes,
                 )
-                await stream.prime(self.timeouts.stream_commit)
+                await stream.prime(self._commit)
             except BaseException:
                 if response is not None:
                     response.close()

@@ -20,6 +20,7 @@ import orjson
 
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 from llm_gateway.redaction import Redactor
+from llm_gateway.upstream.deadlines import Deadlines
 from llm_gateway.upstream.mapping import error_message
 from llm_gateway.upstream.sse import (
     EventFramer,
@@ -153,15 +154,15 @@ class ChatStream:
         while (item := await self.next()) is not None:
             yield item
 
-    async def prime(self, window: float) -> None:
+    async def prime(self, window: Deadlines) -> None:
         """Read ahead until the first event with data is buffered, the stream ends, or
-        `window` passes.
+        `window`'s time passes.
 
         Errors found here (an error as the first event, a dead connection) are raised before
         our own response has started, so they become real HTTP statuses.
         """
         try:
-            async with asyncio.timeout(window):
+            with window():
                 while not self._eof and not any(_has_data(b) for b, _ in self._blocks):
                     await self._fill()
         except TimeoutError:
