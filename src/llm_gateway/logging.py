@@ -44,7 +44,6 @@ from llm_gateway.redaction import Redactor
 from llm_gateway.rendering import send_error
 
 LOG_FILE = "server_logs.txt"
-_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # What one access line carries of what a client chose: enough to recognise the request, never
 # enough for one anonymous client to push the log history out with huge paths.
@@ -227,14 +226,10 @@ class LogSink:
 def format_line(
     created: float, level: str, name: str, request_id: str, message: str, redact: Redactor
 ) -> str:
-    """One log line in the sink's layout, its message redacted and escaped."""
-    return _FORMAT % {
-        "asctime": _asctime(created),
-        "levelname": level,
-        "name": name,
-        "request_id": request_id,
-        "message": escape_controls(redact(message)),
-    }
+    """One log line in the sink's layout (`<asctime> <level> <logger> [<request id>]
+    <message>`), its message redacted and escaped. An f-string, not `%` with a dict: every
+    request's access line is made here (~1 us against ~1.6)."""
+    return f"{_asctime(created)} {level} {name} [{request_id}] {escape_controls(redact(message))}"
 
 
 def format_record(record: logging.LogRecord, redact: Redactor) -> str:
