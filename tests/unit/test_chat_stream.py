@@ -11,7 +11,7 @@ import pytest
 from llm_gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.deadlines import Deadlines
-from llm_gateway.upstream.stream import ChatStream, Chunk, IdleTimeout, KeepAlive
+from llm_gateway.upstream.stream import ChatStream, Chunk, KeepAlive
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,7 @@ class Response:
 
 
 def _stream(response: Response, idle: float = 5.0) -> ChatStream:
-    return ChatStream(response, idle_timeout=idle, started_ns=0)
+    return ChatStream(response, idle=Deadlines(idle), started_ns=0)
 
 
 async def _items(stream: ChatStream) -> list[Chunk | KeepAlive]:
@@ -195,7 +195,10 @@ async def test_forward_reports_a_stream_cut_before_its_finish() -> None:
 async def test_forward_scrubs_secrets_from_the_bytes() -> None:
     leak = b'data: {"choices":[{"delta":{"content":"key sk-secret-1"}}]}\n\n'
     stream = ChatStream(
-        Response(leak, FINISH, DONE), idle_timeout=5, started_ns=0, redact=Redactor(["sk-secret-1"])
+        Response(leak, FINISH, DONE),
+        idle=Deadlines(5),
+        started_ns=0,
+        redact=Redactor(["sk-secret-1"]),
     )
     forwarded = b"".join(await _forwarded(stream))
     assert b"sk-secret-1" not in forwarded and b"key ***" in forwarded
@@ -206,24 +209,3 @@ async def test_forward_handles_crlf_line_ends() -> None:
     stream = _stream(Response(crlf[:30], crlf[30:]))
     assert b"".join(await _forwarded(stream)) == crlf
     assert stream.finished
-
-
-async def test_the_idle_timer_cuts_only_a_read_that_waits_too_long() -> None:
-    """One timer per stream: reads that keep coming in time are never cut, however many."""
-    idle = IdleTimeout(0.05)
-
-    async def read(wait: float) -> None:
-        with idle:
-            await asyncio.sleep(wait)
-
-    for _ in range(20):  # 20 reads of 10 ms: 200 ms in all, four idle periods
-        await read(0.01)
-    with pytest.raises(TimeoutError):
-        await read(1.0)
-    # Someone else's cancel is not turned into a timeout.
-    task = asyncio.ensure_future(read(1.0))
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    idle.close()

@@ -26,6 +26,19 @@ async def test_a_block_that_ends_in_time_is_left_alone_afterwards() -> None:
     await asyncio.sleep(0.1)  # past the departed block's deadline: nothing is cancelled
 
 
+async def test_a_block_entered_again_and_again_is_cut_only_when_one_entry_waits_too_long() -> None:
+    """A stream's reads: one block, entered for every read; reads that keep coming in time
+    are never cut, however long the stream lasts."""
+    read = Deadlines(0.05)()
+    for _ in range(20):  # 20 reads of 10 ms: 200 ms in all, four deadlines' worth
+        with read:
+            await asyncio.sleep(0.01)
+    with pytest.raises(TimeoutError), read:
+        await asyncio.sleep(1.0)
+    with read:  # and again after a timeout
+        await asyncio.sleep(0)
+
+
 async def test_only_the_overdue_blocks_are_cancelled() -> None:
     """A block entered later has a later deadline: the timer, armed for the oldest, is armed
     again for it, and it may run past the first one's deadline."""

@@ -263,6 +263,7 @@ class BaseClient:
         self._total = Deadlines(timeouts.total)
         self._first_byte = Deadlines(timeouts.first_byte)
         self._commit = Deadlines(timeouts.stream_commit)
+        self._idle = Deadlines(timeouts.idle)
         self.retry = retry
         # Everything the upstream says is scrubbed of these (its own key always) on the way in.
         self.redact = Redactor([api_key, *secrets])
@@ -368,7 +369,7 @@ class BaseClient:
                     )
                 stream = ChatStream(
                     response,
-                    idle_timeout=self.timeouts.idle,
+                    idle=self._idle,
                     started_ns=started,
                     redact=self.redact,
                     max_bytes=self.max_bytes,

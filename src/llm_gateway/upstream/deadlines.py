@@ -44,6 +44,7 @@ class Deadlines:
                 raise RuntimeError("a deadline bounds code that runs in a task")
         assert self._loop is not None
         block.task = task
+        block.expired = False  # a block may be entered again (a stream's every read)
         block.cancelling = task.cancelling()
         block.due = self._loop.time() + self.seconds
         self._blocks[block] = None
@@ -68,7 +69,7 @@ class Deadlines:
 
 
 class Deadline:
-    """One block under a `Deadlines`."""
+    """One block under a `Deadlines`; it may be entered again once it has been left."""
 
     __slots__ = ("_deadlines", "cancelling", "due", "expired", "task")
 

@@ -8,7 +8,6 @@ or `forward()`, which the caller turns into an in-band error event.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -113,7 +112,7 @@ class ChatStream:
         self,
         response: UpstreamResponse,
         *,
-        idle_timeout: float,
+        idle: Deadlines,
         started_ns: int,
         redact: Redactor | None = None,
         max_bytes: int = 64 * 1024 * 1024,
@@ -124,8 +123,11 @@ class ChatStream:
         self._received = 0
         # What the upstream sends is scrubbed of the gateway's secrets before anyone sees it.
         self.redact = redact or Redactor()
-        self._idle_timeout = idle_timeout
-        self._idle = IdleTimeout(idle_timeout)
+        # Each read must bring something within `idle.seconds`: one deadline, entered anew
+        # for every read, on the client's timer for all streams (a timer of its own per
+        # stream was ~0.5 KB of every open stream's memory).
+        self._idle_seconds = idle.seconds
+        self._read_deadline = idle()
         self._framer = EventFramer()
         # Whole events as read, each block with the perf_counter_ns() of its read: timing is
         # taken at arrival, not when a (possibly slower) consumer gets to it.
@@ -308,11 +310,11 @@ class ChatStream:
         # The idle timeout restarts on every read, so keep-alive comments keep a slow stream
         # alive while a silent one is cut.
         try:
-            with self._idle:
+            with self._read_deadline:
                 data = await self._response.content.readany()
         except TimeoutError as exc:
             raise UpstreamTimeout(
-                f"The upstream sent nothing for {self._idle_timeout:g}s in the middle of a stream"
+                f"The upstream sent nothing for {self._idle_seconds:g}s in the middle of a stream"
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnreachable(f"The upstream stream broke: {exc}") from exc
@@ -334,68 +336,10 @@ class ChatStream:
     async def aclose(self) -> None:
         """Release the connection; cut it if the stream was not read to the end, so the
         upstream sees the cancellation and stops generating (and billing)."""
-        self._idle.close()
         if self.finished:
             self._response.release()
         else:
             self._response.close()
-
-
-class IdleTimeout:
-    """`with idle:` around each read: TimeoutError if that read waits `seconds`.
-
-    `asyncio.timeout` per read costs a timer scheduled and cancelled every time; a stream
-    reads for every event (hundreds of thousands a minute across a busy gateway). This keeps
-    one timer per stream, moved only when it fires: a read records when it started, and the
-    timer, on firing, either cancels a read that has waited too long or sets itself again for
-    the current read's deadline.
-    """
-
-    __slots__ = ("_cancelled", "_loop", "_reading", "_seconds", "_started", "_timer")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._reading: asyncio.Task[Any] | None = None
-        self._started = 0.0
-        self._cancelled = False
-
-    def __enter__(self) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        # With the loop given, no get_running_loop(), whose fork check is a getpid() system
-        # call: once per read of every stream, ~3% of an event's CPU in a py-spy profile.
-        self._reading = asyncio.current_task(self._loop)
-        self._started = self._loop.time()
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._started + self._seconds, self._fire)
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
-        self._reading = None
-        if self._cancelled and kind is asyncio.CancelledError:
-            self._cancelled = False
-            task = asyncio.current_task()
-            if task is not None and task.uncancel() == 0:  # ours alone: a timeout
-                raise TimeoutError from exc
-
-    def _fire(self) -> None:
-        assert self._loop is not None
-        self._timer = None
-        reading = self._reading
-        if reading is None:
-            return  # between reads: the next read sets a timer again
-        deadline = self._started + self._seconds
-        if self._loop.time() >= deadline:
-            self._cancelled = True
-            reading.cancel()
-        else:
-            self._timer = self._loop.call_at(deadline, self._fire)
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 _DONE = b"data: [DONE]\n\n"
