@@ -7,7 +7,9 @@ made a proxied call ~5% cheaper in CPU. Here every block of one `Deadlines` wait
 `seconds`, so deadlines fall due in the order the blocks were entered: the open blocks are
 kept in entry order (a dict), one timer is armed for the oldest, and when it fires it cancels
 the blocks that are overdue and is armed again for the next one. Entering and leaving a block
-is a dict insert and delete.
+is a dict insert and delete. The client keeps one per kind of timeout: a whole call, the
+first byte of a stream, the pre-flight's commit window, and each read of a stream (a block
+a stream enters again for every read, instead of a timer of its own per open stream).
 """
 
 from __future__ import annotations
