@@ -28,9 +28,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+import httptools
 import orjson
 import uvloop
+
+from h1client import Channel, request_bytes
 
 # Far above any expected latency; a request that takes longer is a failure, not a sample. A job
 # may set its own `request_timeout` (long streams that queue behind a connection pool).
@@ -39,12 +41,13 @@ _REQUEST_TIMEOUT_S = 60.0
 
 @dataclass(slots=True)
 class Spec:
-    url: str
-    body: bytes
-    headers: dict[str, str]
+    host: str
+    port: int
+    request: bytes  # the whole HTTP request
     kind: str  # "chat" or "generate": how a stream ends and where its text is
     stream: bool
     expect: int  # content chunks a correct stream has
+    timeout: float
 
 
 @dataclass(slots=True)
@@ -59,14 +62,18 @@ class StreamResult:
     contents: int = 0
 
 
-def _spec(raw: dict[str, Any]) -> Spec:
+def read_spec(raw: dict[str, Any], job: dict[str, Any]) -> Spec:
+    """A job's request as the client sends it (`job` may set `request_timeout`)."""
+    headers = {"Content-Type": "application/json", **raw.get("headers", {})}
+    host, port, request = request_bytes(raw["url"], orjson.dumps(raw["body"]), headers)
     return Spec(
-        url=raw["url"],
-        body=orjson.dumps(raw["body"]),
-        headers={"Content-Type": "application/json", **raw.get("headers", {})},
+        host=host,
+        port=port,
+        request=request,
         kind=raw.get("kind", "chat"),
         stream=bool(raw.get("stream", False)),
         expect=int(raw.get("expect", 0)),
+        timeout=float(job.get("request_timeout", _REQUEST_TIMEOUT_S)),
     )
 
 
@@ -92,82 +99,113 @@ def _content_of(kind: str, event: str | None, data: bytes) -> tuple[str | None, 
     return (delta if isinstance(delta, str) and delta else None), None
 
 
-async def one_stream(session: aiohttp.ClientSession, spec: Spec) -> StreamResult:
-    started = time.perf_counter()
-    result = StreamResult(ok=False, error=None, started=started)
-    last: float | None = None
-    ended: str | None = None
-    event: str | None = None
+class StreamCheck:
+    """A `Sink` that reads Server-Sent Events as they arrive: the time of each content event and
+    whether the contents are t0, t1, ... in order up to the end marker."""
+
+    __slots__ = ("_event", "_kind", "_last", "_rest", "ended", "result")
+
+    def __init__(self, kind: str, started: float) -> None:
+        self._kind = kind
+        self._event: str | None = None
+        self._last: float | None = None
+        self._rest = b""
+        self.ended: str | None = None
+        self.result = StreamResult(ok=False, error=None, started=started)
+
+    def body(self, data: bytes, now: float) -> bool:
+        if self.ended is not None:
+            return True  # the rest of the answer (the chunked ending) is read, not checked
+        lines = (self._rest + data).split(b"\n") if self._rest else data.split(b"\n")
+        self._rest = lines.pop()
+        result = self.result
+        for raw_line in lines:
+            line = raw_line.rstrip(b"\r")
+            if not line:
+                self._event = None
+                continue
+            if line.startswith(b"event:"):
+                self._event = line[6:].strip().decode()
+                continue
+            if not line.startswith(b"data:"):
+                continue  # comments (keep-alives) carry nothing to check
+            try:
+                text, self.ended = _content_of(self._kind, self._event, line[5:].lstrip())
+            except orjson.JSONDecodeError:
+                result.error = "JSONDecodeError"
+                return False
+            if self.ended is not None:
+                result.ended_at = now
+                return True
+            if text is None:
+                continue
+            if text != f"t{result.contents} ":
+                result.error = "reordered_or_lost"
+                return False
+            if self._last is None:
+                result.ttft = now - result.started
+                result.first_at = now
+            else:
+                result.gaps.append(now - self._last)
+            self._last = now
+            result.contents += 1
+        return True
+
+
+class WholeBody:
+    """A `Sink` for a non-streaming answer: its body must be a JSON object."""
+
+    __slots__ = ("json", "seen")
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.json = False
+
+    def body(self, data: bytes, now: float) -> bool:
+        if not self.seen:
+            self.seen = True
+            self.json = data.startswith(b"{")
+        return True
+
+
+async def one_stream(channel: Channel, spec: Spec) -> StreamResult:
+    check = StreamCheck(spec.kind, time.perf_counter())
+    result = check.result
     try:
-        async with session.post(spec.url, data=spec.body, headers=spec.headers) as resp:
-            if resp.status != 200:
-                await resp.read()
-                result.error = f"http_{resp.status}"
-                return result
-            async for raw_line in resp.content:
-                now = time.perf_counter()
-                line = raw_line.rstrip(b"\r\n")
-                if not line:
-                    event = None
-                    continue
-                if line.startswith(b"event:"):
-                    event = line[6:].strip().decode()
-                    continue
-                if not line.startswith(b"data:"):
-                    continue  # comments (keep-alives) carry nothing to check
-                text, ended = _content_of(spec.kind, event, line[5:].lstrip())
-                if ended is not None:
-                    break
-                if text is None:
-                    continue
-                if text != f"t{result.contents} ":
-                    result.error = "reordered_or_lost"
-                    return result
-                if last is None:
-                    result.ttft = now - started
-                    result.first_at = now
-                else:
-                    result.gaps.append(now - last)
-                last = now
-                result.contents += 1
-    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-        result.error = type(exc).__name__
-        return result
-    finally:
-        result.ended_at = time.perf_counter()
-    if ended == "inband_error":
-        result.error = "inband_error"
-    elif ended != "done":
-        result.error = "no_end"
-    elif result.contents != spec.expect:
-        result.error = "lost_events"
+        async with asyncio.timeout(spec.timeout):
+            status = await channel.exchange(spec.request, check)
+    except (OSError, TimeoutError, httptools.HttpParserError) as exc:
+        result.error = result.error or type(exc).__name__
     else:
-        result.ok = True
+        if status != 200:
+            result.error = f"http_{status}"
+        elif result.error is None:
+            if check.ended == "inband_error":
+                result.error = "inband_error"
+            elif check.ended != "done":
+                result.error = "no_end"
+            elif result.contents != spec.expect:
+                result.error = "lost_events"
+            else:
+                result.ok = True
+    if not result.ended_at:
+        result.ended_at = time.perf_counter()
     return result
 
 
-async def one_request(session: aiohttp.ClientSession, spec: Spec) -> str | None:
+async def one_request(channel: Channel, spec: Spec) -> str | None:
     """A whole non-streaming request (or a stream read to its end); the error class or None."""
     if spec.stream:
-        return (await one_stream(session, spec)).error
+        return (await one_stream(channel, spec)).error
+    whole = WholeBody()
     try:
-        async with session.post(spec.url, data=spec.body, headers=spec.headers) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                return f"http_{resp.status}"
-            if not body.startswith(b"{"):
-                return "bad_body"
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        async with asyncio.timeout(spec.timeout):
+            status = await channel.exchange(spec.request, whole)
+    except (OSError, TimeoutError, httptools.HttpParserError) as exc:
         return type(exc).__name__
-    return None
-
-
-def _session(job: dict[str, Any]) -> aiohttp.ClientSession:
-    # One keep-alive connection per concurrent request, as wrk holds them.
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=False),
-        timeout=aiohttp.ClientTimeout(total=float(job.get("request_timeout", _REQUEST_TIMEOUT_S))),
-    )
+    if status != 200:
+        return f"http_{status}"
+    return None if whole.json else "bad_body"
 
 
 def _count_errors(errors: list[str | None]) -> dict[str, int]:
@@ -185,21 +223,22 @@ async def _wait_until(start_at: float | None) -> None:
 
 
 async def mode_stream(job: dict[str, Any]) -> dict[str, Any]:
-    spec = _spec(job["request"])
+    spec = read_spec(job["request"], job)
     concurrency = int(job["concurrency"])
     results: list[StreamResult] = []
-    async with _session(job) as session:
-        await _wait_until(job.get("start_at"))
-        warm_until = time.perf_counter() + float(job["warmup"])
-        stop_at = warm_until + float(job["duration"])
+    await _wait_until(job.get("start_at"))
+    warm_until = time.perf_counter() + float(job["warmup"])
+    stop_at = warm_until + float(job["duration"])
 
-        async def worker() -> None:
-            while time.perf_counter() < stop_at:
-                result = await one_stream(session, spec)
-                if result.started >= warm_until:
-                    results.append(result)
+    async def worker() -> None:
+        channel = Channel(spec.host, spec.port)
+        while time.perf_counter() < stop_at:
+            result = await one_stream(channel, spec)
+            if result.started >= warm_until:
+                results.append(result)
+        channel.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     ok = [r for r in results if r.ok]
     return {
         "streams": len(results),
@@ -211,29 +250,32 @@ async def mode_stream(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _delayed_stream(session: aiohttp.ClientSession, spec: Spec, delay: float) -> StreamResult:
+async def _delayed_stream(spec: Spec, delay: float) -> StreamResult:
     if delay > 0:
         await asyncio.sleep(delay)
-    return await one_stream(session, spec)
+    channel = Channel(spec.host, spec.port)  # a connection of its own, as every held stream has
+    try:
+        return await one_stream(channel, spec)
+    finally:
+        channel.close()
 
 
 async def mode_hold(job: dict[str, Any]) -> dict[str, Any]:
-    spec = _spec(job["request"])
+    spec = read_spec(job["request"], job)
     streams = int(job["streams"])
     spread = float(job.get("spread", 0.0))
     phase = float(job.get("phase", 0.0))
-    async with _session(job) as session:
-        await _wait_until(job.get("start_at"))
-        t0 = time.perf_counter()
-        tasks = [
-            asyncio.create_task(_delayed_stream(session, spec, spread * (i + phase) / streams))
-            for i in range(streams)
-        ]
-        done, pending = await asyncio.wait(tasks, timeout=float(job["timeout"]))
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        wall = time.perf_counter() - t0
+    await _wait_until(job.get("start_at"))
+    t0 = time.perf_counter()
+    tasks = [
+        asyncio.create_task(_delayed_stream(spec, spread * (i + phase) / streams))
+        for i in range(streams)
+    ]
+    done, pending = await asyncio.wait(tasks, timeout=float(job["timeout"]))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    wall = time.perf_counter() - t0
     results = [task.result() for task in done]
     ok = [r for r in results if r.ok]
     errors = _count_errors([r.error for r in results])
@@ -255,45 +297,51 @@ async def mode_hold(job: dict[str, Any]) -> dict[str, Any]:
 
 
 async def mode_fixed(job: dict[str, Any]) -> dict[str, Any]:
-    specs = [_spec(raw) for raw in job["requests"]]
+    specs = [read_spec(raw, job) for raw in job["requests"]]
     count = int(job["count"])
     concurrency = int(job["concurrency"])
     errors: list[str | None] = []
     next_index = 0
-    async with _session(job) as session:
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
 
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < count:
-                spec = specs[next_index % len(specs)]
-                next_index += 1
-                errors.append(await one_request(session, spec))
+    async def worker() -> None:
+        nonlocal next_index
+        channels: dict[tuple[str, int], Channel] = {}
+        while next_index < count:
+            spec = specs[next_index % len(specs)]
+            next_index += 1
+            channel = channels.get((spec.host, spec.port))
+            if channel is None:
+                channel = channels[spec.host, spec.port] = Channel(spec.host, spec.port)
+            errors.append(await one_request(channel, spec))
+        for channel in channels.values():
+            channel.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
     return {"count": len(errors), "errors": _count_errors(errors), "wall_s": wall}
 
 
 async def mode_load(job: dict[str, Any]) -> dict[str, Any]:
-    spec = _spec(job["request"])
+    spec = read_spec(job["request"], job)
     concurrency = int(job["concurrency"])
     latencies: list[float] = []
     errors: list[str | None] = []
-    async with _session(job) as session:
-        await _wait_until(job.get("start_at"))
-        warm_until = time.perf_counter() + float(job["warmup"])
-        stop_at = warm_until + float(job["duration"])
+    await _wait_until(job.get("start_at"))
+    warm_until = time.perf_counter() + float(job["warmup"])
+    stop_at = warm_until + float(job["duration"])
 
-        async def worker() -> None:
-            while (started := time.perf_counter()) < stop_at:
-                error = await one_request(session, spec)
-                if started >= warm_until:
-                    errors.append(error)
-                    if error is None:
-                        latencies.append(time.perf_counter() - started)
+    async def worker() -> None:
+        channel = Channel(spec.host, spec.port)
+        while (started := time.perf_counter()) < stop_at:
+            error = await one_request(channel, spec)
+            if started >= warm_until:
+                errors.append(error)
+                if error is None:
+                    latencies.append(time.perf_counter() - started)
+        channel.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return {
         "requests": len(errors),
         "errors": _count_errors(errors),

@@ -374,7 +374,7 @@ class Runner:
         and in order, the peak open at once, TTFT, the events received."""
         # Large steps are split over generator processes so the client keeps up.
         procs = max(1 if streams < 500 else 2, math.ceil(streams / STREAMS_PER_GENERATOR))
-        # Each generator imports aiohttp and uvloop first: they all start streams together.
+        # Each generator imports httptools and uvloop first: they all start streams together.
         start_at = time.monotonic() + 1.0 + 0.3 * procs
         jobs = [
             {

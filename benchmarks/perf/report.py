@@ -280,12 +280,12 @@ def notes(result: RunResult) -> list[str]:
     generator = (
         "wrk (one thread, one connection per concurrent request, Lua script for the POST body)"
         if result.setup.wrk
-        else "the Python client (wrk not installed): two aiohttp processes"
+        else "the Python client (wrk not installed): two `loadgen.py` processes"
     )
     extra = result.run.options.gateway_env
     return [
         f"Load generator: {generator}; streams and fixed-count batches: "
-        "`benchmarks/perf/loadgen.py` (aiohttp, uvloop) in its own process(es), one per 1,000 "
+        "`benchmarks/perf/loadgen.py` (httptools' parser under uvloop) in its own process(es), one per 1,000 "
         "streams of a large step. The direct rows are the generator driving the upstream with "
         "nothing in between: far above every proxy, so the generator is not what limits them.",
         "Every server is its own process on 127.0.0.1: perf upstream, floor "
