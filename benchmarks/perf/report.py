@@ -285,9 +285,10 @@ def notes(result: RunResult) -> list[str]:
     extra = result.run.options.gateway_env
     return [
         f"Load generator: {generator}; streams and fixed-count batches: "
-        "`benchmarks/perf/loadgen.py` (httptools' parser under uvloop) in its own process(es), one per 1,000 "
-        "streams of a large step. The direct rows are the generator driving the upstream with "
-        "nothing in between: far above every proxy, so the generator is not what limits them.",
+        "`benchmarks/perf/loadgen.py` (httptools' parser under uvloop) in its own process(es), "
+        "one per 1,000 streams of a large step. The direct rows are the generator driving the "
+        "upstream with nothing in between: far above every proxy, so the generator is not what "
+        "limits them.",
         "Every server is its own process on 127.0.0.1: perf upstream, floor "
         "(`benchmarks/perf/floor.py`: uvicorn, one worker, uvloop + httptools, no access log, one "
         "aiohttp ClientSession without a connection limit, bytes passed through, streams "
