@@ -12,7 +12,7 @@ PORT ?= 8000
 # The suite's line coverage of the package may not drop below this (it was 93% when set).
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install run test lint format emulator clean perf
+.PHONY: install run test lint format emulator clean perf perf-paired
 
 install: $(DEV)
 
@@ -55,6 +55,11 @@ clean:
 # extra flags through PERF_ARGS (e.g. PERF_ARGS=--profile or PERF_ARGS=--quick).
 perf: $(DEV)
 	$(BIN)/python benchmarks/perf/run.py $(if $(PEER),--peer $(PEER)) $(PERF_ARGS)
+
+# A change's cost against another revision, both measured at once (benchmarks/perf/paired.py):
+# `make perf-paired AGAINST=main~1`, extra flags through PAIRED_ARGS (e.g. --loads v1,generate).
+perf-paired: $(DEV)
+	$(BIN)/python benchmarks/perf/paired.py --against $(or $(AGAINST),HEAD) $(PAIRED_ARGS)
 
 # How exact `llm-gateway bench` is (benchmarks/accuracy/run.py): a known-timing upstream that
 # logs its own send times, and the error per concurrency. Extra flags through ACCURACY_ARGS

@@ -12,7 +12,7 @@ import math
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,17 @@ function done(summary, latency, requests)
     latency:percentile(99), latency:percentile(99.9)))
 end
 """
+
+
+def wrk_summary(stdout: str) -> dict[str, Any] | None:
+    """What the harness's wrk script printed at the end (`_WRK_DONE`), or None if it did not."""
+    line = next((x for x in stdout.splitlines() if x.startswith("PERFJSON ")), None)
+    return None if line is None else dict(orjson.loads(line.removeprefix("PERFJSON ")))
+
+
+def wrk_errors(summary: dict[str, Any]) -> dict[str, int]:
+    """wrk's error counts by kind (`status` counts answers that were not 2xx or 3xx)."""
+    return {k: int(summary[k]) for k in ("connect", "read", "write", "status", "timeout")}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -182,11 +193,12 @@ class Runner:
             error=error,
         )
 
-    def wrk_script(self, target: Target, model: str) -> Path:
+    def wrk_script(self, target: Target, model: str, *, stream: bool = False) -> Path:
         """A wrk Lua script that POSTs the target's request body and prints JSON at the end."""
+        body = orjson.dumps(body_for(target, model, stream=stream)).decode()
         lines = [
             'wrk.method = "POST"',
-            f"wrk.body = [==[{orjson.dumps(body_for(target, model)).decode()}]==]",
+            f"wrk.body = [==[{body}]==]",
             'wrk.headers["Content-Type"] = "application/json"',
         ]
         lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items()]
@@ -215,12 +227,11 @@ class Runner:
             timeout=duration + 30,
             check=False,
         )
-        line = next((x for x in done.stdout.splitlines() if x.startswith("PERFJSON ")), None)
-        if line is None:
+        raw = wrk_summary(done.stdout)
+        if raw is None:
             return None, f"wrk failed: {done.stdout[-300:]} {done.stderr[-300:]}"
-        raw = orjson.loads(line.removeprefix("PERFJSON "))
         seconds = raw["duration_us"] / 1e6
-        detail = {k: int(raw[k]) for k in ("connect", "read", "write", "status", "timeout")}
+        detail = wrk_errors(raw)
         if raw["requests"] == 0:
             return None, f"no request answered ({detail})"
         return LoadStats(
@@ -280,10 +291,14 @@ class Runner:
     # the Python generator
 
     def loadgen(
-        self, jobs: list[dict[str, Any]], *, timeout: float
+        self,
+        jobs: list[dict[str, Any]],
+        *,
+        timeout: float,
+        cpus: Collection[int] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Run one generator process per job, in parallel: their JSON results in job order, or
-        what went wrong with any of them."""
+        """Run one generator process per job, in parallel (on `cpus` when given): their JSON
+        results in job order, or what went wrong with any of them."""
         running = []
         for job in jobs:
             out = self._next(f"{job['mode']}.json")
@@ -296,6 +311,7 @@ class Runner:
                     str(out),
                 ],
                 out.with_suffix(".log"),
+                cpus=cpus,
             )
             running.append((proc, out))
         deadline = time.monotonic() + timeout

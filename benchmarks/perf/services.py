@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +71,14 @@ class Servers:
     def upstream_api(self) -> str:
         return f"{self.upstream.url}/api/v1"
 
-    def start_upstream(self) -> Service:
+    def start_upstream(self, *, cpus: Collection[int] | None = None) -> Service:
         port = free_port()
         self._upstream = self.stack.start(
             "upstream",
             [sys.executable, str(HERE / "upstream.py"), "--port", str(port), "--chunks", "20"],
             port=port,
             health_path="/health",
+            cpus=cpus,
         )
         return self._upstream
 
@@ -87,8 +88,10 @@ class Servers:
         *,
         env: Mapping[str, str] | None = None,
         drop: Sequence[str] | None = None,
+        cpus: Collection[int] | None = None,
     ) -> Service:
-        """`llm-gateway serve`, or with `drop` the what-if app without those middleware."""
+        """`llm-gateway serve`, or with `drop` the what-if app without those middleware;
+        `cpus` pins it to those cores."""
         home = self.run_dir / name
         home.mkdir(parents=True, exist_ok=True)
         full_env = clean_env()
@@ -110,7 +113,7 @@ class Servers:
             argv += [arg for name in drop for arg in ("--drop", name)]
         # cwd is an empty folder so no `.env` of the person running this changes the settings.
         return self.stack.start(
-            name, argv, port=port, health_path="/health", env=full_env, cwd=home
+            name, argv, port=port, health_path="/health", env=full_env, cwd=home, cpus=cpus
         )
 
     def floor(self, name: str = "floor") -> Service:

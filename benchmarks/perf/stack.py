@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,22 @@ def _die_with_parent() -> None:
     # Runs in the child between fork and exec: a harness killed with SIGKILL leaves no servers.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _preexec(cpus: Collection[int] | None) -> Callable[[], None] | None:
+    """What a child runs before exec: the death signal, and its cores when `cpus` is given (set
+    before exec, so every thread and process it starts inherits them)."""
+    if sys.platform != "linux":
+        return None
+    if cpus is None:
+        return _die_with_parent
+    pinned = set(cpus)
+
+    def setup() -> None:
+        _die_with_parent()
+        os.sched_setaffinity(0, pinned)
+
+    return setup
 
 
 def http_status(port: int, path: str, headers: dict[str, str] | None = None) -> int | None:
@@ -108,9 +124,11 @@ class Stack:
         cwd: Path | None = None,
         timeout: float = 30.0,
         health_headers: dict[str, str] | None = None,
+        cpus: Collection[int] | None = None,
     ) -> Service:
         """Start a server and wait for its first 200 on `health_path`; `startup_s` is the time
-        from just before the process is spawned to that 200 (polled every 10 ms)."""
+        from just before the process is spawned to that 200 (polled every 10 ms). `cpus` pins
+        it (and all it starts) to those cores."""
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
             started = time.perf_counter()
@@ -122,7 +140,7 @@ class Stack:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_preexec(cpus),
             )
         service = Service(name, proc, port, log)
         self.services.append(service)
@@ -136,15 +154,18 @@ class Stack:
             time.sleep(0.01)
         raise StartError(f"{name} did not answer 200 on {health_path} within {timeout:g}s; {log}")
 
-    def spawn_helper(self, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-        """A short-lived helper (load generator, profiler) that is killed on the way out."""
+    def spawn_helper(
+        self, argv: Sequence[str], log: Path, *, cpus: Collection[int] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A short-lived helper (load generator, profiler) that is killed on the way out;
+        `cpus` pins it to those cores."""
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_preexec(cpus),
             )
         self.helpers.append(proc)
         return proc
@@ -226,6 +247,16 @@ def descendants(root: int) -> list[int]:
         found.append(pid)
         stack.extend(children.get(pid, ()))
     return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and everything it spawned."""
+    total = 0
+    for each in (pid, *descendants(pid)):
+        fields = _stat_fields(each)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
 
 
 def tree_rss_mb(pid: int) -> float | None:
