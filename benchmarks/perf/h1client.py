@@ -64,7 +64,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._parser is None:
-            return  # bytes outside an exchange: the server misbehaved; the next one fails
+            return  # bytes outside an exchange (a misbehaving server) are dropped
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:

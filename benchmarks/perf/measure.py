@@ -64,6 +64,39 @@ def wrk_errors(summary: dict[str, Any]) -> dict[str, int]:
     return {k: int(summary[k]) for k in ("connect", "read", "write", "status", "timeout")}
 
 
+def wrk_argv(wrk: str, script: Path, concurrency: int, seconds: float, url: str) -> list[str]:
+    """wrk's command line as the harness runs it. One thread: one core drives far more than a
+    single-worker Python server can take (the "direct" rows show it), and a second thread would
+    only steal the servers' core."""
+    duration = f"-d{seconds:g}s"
+    return [wrk, "-t1", f"-c{concurrency}", "--timeout", "10s", "-s", str(script), duration, url]
+
+
+def hold_job(
+    target: Target,
+    model: str,
+    *,
+    streams: int,
+    expect: int,
+    timeout: float,
+    spread: float,
+    start_at: float,
+    phase: float = 0.0,
+) -> dict[str, Any]:
+    """A generator's `hold` job: `streams` streams of `model` started over `spread` s from
+    `start_at` (time.monotonic()), each allowed `timeout` s."""
+    return {
+        "mode": "hold",
+        "request": request_for(target, model, stream=True, expect=expect),
+        "streams": streams,
+        "timeout": timeout,
+        "request_timeout": timeout,
+        "start_at": start_at,
+        "spread": spread,
+        "phase": phase,
+    }
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not values:
@@ -210,18 +243,15 @@ class Runner:
         self, wrk: str, target: Target, model: str, concurrency: int, duration: int, warmup: int
     ) -> tuple[LoadStats | None, str | None]:
         script = self.wrk_script(target, model)
-        # One wrk thread: one core drives far more than a single-worker Python server can take
-        # (the "direct" rows show it), and a second thread would only steal the servers' core.
-        base = [wrk, "-t1", f"-c{concurrency}", "--timeout", "10s", "-s", str(script)]
         if warmup > 0:
             subprocess.run(
-                [*base, f"-d{warmup}s", target.url],
+                wrk_argv(wrk, script, concurrency, warmup, target.url),
                 capture_output=True,
                 timeout=warmup + 30,
                 check=False,
             )
         done = subprocess.run(
-            [*base, f"-d{duration}s", target.url],
+            wrk_argv(wrk, script, concurrency, duration, target.url),
             capture_output=True,
             text=True,
             timeout=duration + 30,
@@ -393,16 +423,16 @@ class Runner:
         # Each generator imports httptools and uvloop first: they all start streams together.
         start_at = time.monotonic() + 1.0 + 0.3 * procs
         jobs = [
-            {
-                "mode": "hold",
-                "request": request_for(target, model, stream=True, expect=expect),
-                "streams": share,
-                "timeout": timeout,
-                "request_timeout": timeout,
-                "start_at": start_at,
-                "spread": spread,
-                "phase": index / procs,
-            }
+            hold_job(
+                target,
+                model,
+                streams=share,
+                expect=expect,
+                timeout=timeout,
+                spread=spread,
+                start_at=start_at,
+                phase=index / procs,
+            )
             for index, share in enumerate(_split(streams, procs))
         ]
         with NoiseMeter() as noise:

@@ -34,9 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli import say
-from endpoints import Target, request_for
+from endpoints import Target
 from machine import ensure_wrk
-from measure import Runner, wrk_errors, wrk_summary
+from measure import Runner, hold_job, wrk_argv, wrk_errors, wrk_summary
 from services import INSTANT, Servers, gateway_targets
 from stack import Service, Stack, raise_fd_limit, tree_cpu_s
 
@@ -173,13 +173,11 @@ class Pair:
     def __init__(
         self,
         runner: Runner,
-        stack: Stack,
         gateways: tuple[Service, Service],
         load_cpus: Collection[int],
         options: argparse.Namespace,
     ) -> None:
         self._runner = runner
-        self._stack = stack
         self._gateways = gateways
         self._load_cpus = load_cpus
         self._options = options
@@ -205,10 +203,9 @@ class Pair:
         procs = []
         for target in targets:
             script = self._runner.wrk_script(target, INSTANT, stream=load.stream)
-            argv = [wrk, "-t1", f"-c{self._options.concurrency}", f"-d{seconds:g}s"]
-            argv += ["--timeout", "10s", "-s", str(script), target.url]
+            argv = wrk_argv(wrk, script, self._options.concurrency, seconds, target.url)
             log = script.with_suffix(".out")
-            procs.append((self._stack.spawn_helper(argv, log, cpus=self._load_cpus), log))
+            procs.append((self._runner.stack.spawn_helper(argv, log, cpus=self._load_cpus), log))
         served = []
         for proc, log in procs:
             proc.wait(timeout=seconds + 30)
@@ -223,15 +220,15 @@ class Pair:
     def _held(self, targets: list[Target]) -> list[int]:
         start_at = time.monotonic() + 1.5  # both generators import first, then start together
         jobs = [
-            {
-                "mode": "hold",
-                "request": request_for(target, LONG_MODEL, stream=True, expect=LONG_CHUNKS),
-                "streams": self._options.streams,
-                "spread": 1.0,
-                "timeout": 60,
-                "request_timeout": 60,
-                "start_at": start_at,
-            }
+            hold_job(
+                target,
+                LONG_MODEL,
+                streams=self._options.streams,
+                expect=LONG_CHUNKS,
+                timeout=60,
+                spread=1.0,
+                start_at=start_at,
+            )
             for target in targets
         ]
         outs, error = self._runner.loadgen(jobs, timeout=90, cpus=self._load_cpus)
@@ -278,7 +275,7 @@ def _measure(
             servers.gateway("against", env={"PYTHONPATH": str(other_src)}, cpus=gateway_cpus),
         )
         runner = Runner(run_dir, stack, sys.executable, wrk)
-        pair = Pair(runner, stack, gateways, load_cpus, options)
+        pair = Pair(runner, gateways, load_cpus, options)
         for name in options.loads:
             load = LOADS[name]
             pair.round(load, seconds=1.0)  # warm-up: caches, pools, the collector's first rounds

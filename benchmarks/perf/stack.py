@@ -249,14 +249,21 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def _tree_ticks(root: int, *, with_reaped: bool) -> int:
+    """Clock ticks of CPU (utime + stime, and with `with_reaped` the reaped children's too)
+    used so far by a process and everything it spawned."""
+    end = 15 if with_reaped else 13
+    total = 0
+    for pid in (root, *descendants(root)):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            total += sum(int(v) for v in fields[11:end])
+    return total
+
+
 def tree_cpu_s(pid: int) -> float:
     """CPU time (user + system) used so far by a process and everything it spawned."""
-    total = 0
-    for each in (pid, *descendants(pid)):
-        fields = _stat_fields(each)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])
-    return total / _CLK_TCK
+    return _tree_ticks(pid, with_reaped=False) / _CLK_TCK
 
 
 def tree_rss_mb(pid: int) -> float | None:
@@ -283,17 +290,9 @@ def cpu_sample() -> CpuSample:
     # interrupt time is left out because under load it is mostly our own loopback traffic,
     # which the kernel does not charge to any process; steal (another VM on the host) stays in.
     busy = values[0] + values[1] + values[2] + values[7]
-    me = os.getpid()
-    ours = 0
-    own = _stat_fields(me)
-    if own is not None:
-        # utime + stime + cutime + cstime: children already reaped (wrk runs, generators) are in
-        # the c* fields, so a process that ended between two samples is still counted.
-        ours += sum(int(v) for v in own[11:15])
-    for pid in descendants(me):
-        fields = _stat_fields(pid)
-        if fields is not None:
-            ours += sum(int(v) for v in fields[11:15])
+    # utime + stime + cutime + cstime: children already reaped (wrk runs, generators) are in the
+    # c* fields, so a process that ended between two samples is still counted.
+    ours = _tree_ticks(os.getpid(), with_reaped=True)
     return CpuSample(time.monotonic(), busy / _CLK_TCK, ours / _CLK_TCK)
 
 
