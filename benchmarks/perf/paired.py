@@ -189,7 +189,8 @@ class Pair:
         """One round; odd rounds start the other revision's load first, so neither side is
         always the one whose load starts a few milliseconds late."""
         order = [0, 1] if index % 2 == 0 else [1, 0]
-        targets = [self._targets(load)[i] for i in order]
+        both = self._targets(load)
+        targets = [both[i] for i in order]
         before = [tree_cpu_s(g.pid) for g in self._gateways]
         served = self._held(targets) if load.held else self._wrk(targets, load, seconds)
         after = [tree_cpu_s(g.pid) for g in self._gateways]
