@@ -25,8 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llm_gateway.bench.target import Target
 from llm_gateway.config import Settings
 from llm_gateway.emulator import Emulator
+from llm_gateway.errors import UpstreamBadResponse
 from llm_gateway.upstream.client import MAX_MODELS
 from tests.conftest import TEST_KEY, GatewayFactory, read_log
 from tests.servers import serve
@@ -142,9 +144,11 @@ def gzip_bomb() -> bytes:
     return b"".join(parts)  # about 256 KB
 
 
-async def test_an_upstream_gzip_bomb_is_not_inflated_without_bound(
+async def test_an_upstream_gzip_bomb_is_not_inflated(
     start_gateway: GatewayFactory, gzip_bomb: bytes
 ) -> None:
+    """The gateway asks for an unencoded answer; one encoded anyway is refused, not inflated."""
+
     def reply(_path: str, _body: bytes, sock: socket.socket) -> None:
         sock.sendall(_http(200, gzip_bomb, b"Content-Encoding: gzip"))
 
@@ -154,9 +158,26 @@ async def test_an_upstream_gzip_bomb_is_not_inflated_without_bound(
     ):
         async with httpx.AsyncClient(base_url=gateway, timeout=120) as client:
             response = await client.post("/v1/chat/completions", json=CHAT)
-    # 24 MB of "completion" for max_tokens=5: the gateway refuses it, not passes it on.
     assert response.status_code == 502, f"{response.status_code}, {len(response.content)} bytes"
-    assert "GATEWAY_MAX_UPSTREAM_BYTES" in response.json()["error"]["message"]
+    assert "Content-Encoding 'gzip'" in response.json()["error"]["message"]
+
+
+async def test_a_gzip_bomb_to_a_benchmark_client_is_inflated_only_to_the_limit(
+    gzip_bomb: bytes,
+) -> None:
+    """A benchmark's client (send times traced, through aiohttp, which inflates what it is
+    sent) stops at the byte limit."""
+
+    def reply(_path: str, _body: bytes, sock: socket.socket) -> None:
+        sock.sendall(_http(200, gzip_bomb, b"Content-Encoding: gzip"))
+
+    with raw_upstream(reply) as upstream:
+        client = Target(base_url=upstream, api_key=TEST_KEY, max_bytes=4 << 20).client()
+        try:
+            with pytest.raises(UpstreamBadResponse, match="GATEWAY_MAX_UPSTREAM_BYTES"):
+                await client.complete(CHAT)
+        finally:
+            await client.aclose()
 
 
 async def test_an_upstream_event_without_an_end_is_not_buffered_without_bound(

@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 from aiohttp.client_proto import ResponseHandler
 
+from llm_gateway import __version__
 from llm_gateway.errors import (
     UpstreamBadResponse,
     UpstreamCutOff,
@@ -31,6 +32,7 @@ from llm_gateway.errors import (
 )
 from llm_gateway.redaction import Redactor
 from llm_gateway.upstream.deadlines import Deadlines
+from llm_gateway.upstream.h1 import H1Pool, H1Response
 from llm_gateway.upstream.mapping import TranslateErrors, decode_json, error_from_response
 from llm_gateway.upstream.retry import RetryPolicy
 from llm_gateway.upstream.stream import ChatStream, inband_error, passable_id
@@ -73,13 +75,20 @@ class Reply:
 MAX_MODELS = 5_000
 logger = logging.getLogger("llm_gateway.upstream")
 
+_ACCEPT_EVENTS = {"Accept": "text/event-stream"}
+_NO_HEADERS: Mapping[str, str] = {}
+_USER_AGENT = f"llm-gateway/{__version__}"
+
 # An error message comes from the start of the body; an error page larger than this is noise.
 _MAX_ERROR_BYTES = 64 * 1024
 
 
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    """The whole body, decompressed, unless it passes `limit` bytes: then UpstreamBadResponse
-    (not retried: the upstream answered). A gzip bomb stops here, not in memory."""
+async def _read_at_most(
+    response: H1Response | aiohttp.ClientResponse, limit: int, what: str
+) -> bytes:
+    """The whole body unless it passes `limit` bytes: then UpstreamBadResponse (not retried:
+    the upstream answered). A gzip bomb (aiohttp inflates what it is sent) stops here, not in
+    memory."""
     size = response.content_length
     if size is not None and size > limit:
         raise UpstreamBadResponse(
@@ -88,7 +97,7 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int, what: str)
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(1 << 16):
+    while chunk := await response.content.readany():
         size += len(chunk)
         if size > limit:
             raise UpstreamBadResponse(
@@ -272,12 +281,20 @@ class BaseClient:
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
             **(headers or {}),
         }
         self._pool_size = pool_size
         # Trace hooks cost on every request: only the benchmark's own clients have them.
         self._trace_send_times = trace_send_times
         self._session: aiohttp.ClientSession | None = None
+        # Requests go over h1.py's connections (aiohttp's session serves a traced client: _send).
+        self._connections = H1Pool(
+            self.base_url,
+            headers=self._headers,
+            connect=Deadlines(timeouts.connect),
+            limit=pool_size,
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -293,6 +310,7 @@ class BaseClient:
         return self._session
 
     async def aclose(self) -> None:
+        await self._connections.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -309,17 +327,18 @@ class BaseClient:
         what = f"{method} {path}"
         try:
             with TranslateErrors(what, self.timeouts.total), self._total():
-                async with self.session.request(
-                    method, self.base_url + path, data=data, allow_redirects=False
-                ) as response:
+                response = await self._send(method, path, data)
+                try:
                     status = response.status
                     if status >= 300:
                         body = await self._error_body(response)
                     else:
                         body = await _read_at_most(response, self.max_bytes, what)
-                    # aiohttp's own (case-insensitive) mapping: OpenAI-compatible servers
+                    # The transport's own case-insensitive mapping: OpenAI-compatible servers
                     # spell header names in any case, and copying them costs on every call.
                     headers = response.headers
+                finally:
+                    response.release()  # back to the pool if read to its end, else cut
         except (UpstreamTimeout, UpstreamUnreachable) as exc:
             if 200 <= status < 300:
                 raise UpstreamCutOff(
@@ -345,16 +364,11 @@ class BaseClient:
     async def _open_stream(self, path: str, data: bytes) -> ChatStream:
         """Send a streaming request, check its status, and pre-read up to the first chunk."""
         started = time.perf_counter_ns()
-        response: aiohttp.ClientResponse | None = None
+        response: H1Response | aiohttp.ClientResponse | None = None
         with TranslateErrors(f"POST {path}", self.timeouts.first_byte):
             try:
                 with self._first_byte():
-                    response = await self.session.post(
-                        self.base_url + path,
-                        data=data,
-                        headers={"Accept": "text/event-stream"},
-                        allow_redirects=False,
-                    )
+                    response = await self._send("POST", path, data, _ACCEPT_EVENTS)
                 started = _sent_at(started)
                 if response.status >= 300:
                     body = await self._error_body(response)
@@ -381,7 +395,32 @@ class BaseClient:
                 raise
         return stream
 
-    async def _error_body(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: Mapping[str, str] = _NO_HEADERS,
+    ) -> H1Response | aiohttp.ClientResponse:
+        """Send a request; its answer once the status and headers are in. Over h1.py's
+        connections, or for a client that traces send times (a benchmark's) through aiohttp's
+        session, whose trace hooks tell when a request was written and its answer arrived."""
+        if self._trace_send_times:
+            return await self.session.request(
+                method, self.base_url + path, data=data, headers=headers, allow_redirects=False
+            )
+        response = await self._connections.request(method, path, data, headers)
+        encoding = response.headers.get("Content-Encoding", "identity")
+        if encoding.lower() != "identity":
+            # Asked for none (h1.py): an encoded body would be read as garbage, or inflated.
+            response.close()
+            raise UpstreamBadResponse(
+                f"The upstream answered {method} {path} with Content-Encoding {encoding!r}, "
+                "though asked for an unencoded answer"
+            )
+        return response
+
+    async def _error_body(self, response: H1Response | aiohttp.ClientResponse) -> bytes:
         """An error answer's body: its start only, scrubbed before anyone cuts a message out of
         it (a key cut in half by a length limit would escape the scrubbing)."""
         body = await response.content.read(_MAX_ERROR_BYTES)

@@ -25,6 +25,7 @@ from llm_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from llm_gateway.upstream.h1 import CannotConnect
 
 _MAX_MESSAGE = 500
 # Longer waits than a day are not waits but garbage (or an attempt to make us sleep forever).
@@ -58,6 +59,8 @@ class TranslateErrors:
             ) from exc
         if isinstance(exc, aiohttp.ClientConnectorError):
             raise UpstreamUnreachable(f"Cannot connect to the upstream: {exc.os_error}") from exc
+        if isinstance(exc, CannotConnect):
+            raise UpstreamUnreachable(f"Cannot connect to the upstream: {exc}") from exc
         if isinstance(exc, aiohttp.ClientError | OSError):
             raise UpstreamUnreachable(
                 f"The upstream connection failed ({self.what}): {exc}"

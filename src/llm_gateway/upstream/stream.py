@@ -86,7 +86,8 @@ class _Content(Protocol):
 
 
 class UpstreamResponse(Protocol):
-    """What a stream needs of its HTTP response (aiohttp's `ClientResponse` has it)."""
+    """What a stream needs of its HTTP response (h1.py's `H1Response` has it, and aiohttp's
+    `ClientResponse`)."""
 
     @property
     def headers(self) -> Mapping[str, str]: ...
