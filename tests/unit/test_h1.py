@@ -241,6 +241,43 @@ async def test_what_is_not_http_and_a_head_without_end_are_bad_http() -> None:
             await pool(url).request("POST", "/x", b"{}", {})
 
 
+async def test_an_informational_answer_is_passed_over_and_a_second_answer_refused() -> None:
+    async def hints(
+        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
+        await served.request(reader)
+        w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + HEAD + chunk(b"data: 1\n\n"))
+        w.write(b"0\r\n\r\n")
+        await w.drain()
+        await reader.read()
+
+    async def twice(
+        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
+        await served.request(reader)
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        w.write(answer + answer)
+        await w.drain()
+        await reader.read()
+
+    async with upstream(hints) as (_, url):
+        response = await pool(url).request("POST", "/x", b"{}", {})
+        assert response.status == 200
+        assert "link" not in response.headers
+        assert await read_all(response) == b"data: 1\n\n"
+        response.release()
+    async with upstream(twice) as (served, url):
+        client = pool(url)
+        response = await client.request("POST", "/x", b"{}", {})
+        assert await read_all(response) == b"ok"  # the first answer, and nothing of the second
+        response.release()
+        response = await client.request("POST", "/x", b"{}", {})
+        await read_all(response)
+        response.release()
+        await client.aclose()
+    assert served.connections == 2  # the connection that said too much was not reused
+
+
 async def test_a_refused_connection_is_mapped_as_one() -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

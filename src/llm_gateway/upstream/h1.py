@@ -183,8 +183,12 @@ class H1Response:
         self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        assert self.parser is not None  # called by it
-        self.status = self.parser.get_status_code()
+        parser = self._current_parser()
+        status = parser.get_status_code()
+        if status < 200:  # informational (103 Early Hints...): the answer is still to come
+            self._raw_headers = []
+            return
+        self.status = status
         self.headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
         self._raw_headers = []
         self._length_known = (
@@ -195,6 +199,7 @@ class H1Response:
             self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        self._current_parser()
         self._chunks.append(body)
         self._size += len(body)
         if self._size > _HIGH_WATER and not self._paused and self._conn is not None:
@@ -205,8 +210,9 @@ class H1Response:
         self._wake()
 
     def on_message_complete(self) -> None:
-        assert self.parser is not None  # called by it
-        self._finish(keep_alive=self.parser.should_keep_alive())
+        parser = self._current_parser()
+        if self.status:  # not the end of an informational answer
+            self._finish(keep_alive=parser.should_keep_alive())
 
     # Read by the stream
 
@@ -258,7 +264,15 @@ class H1Response:
         if conn is not None:
             conn.close()
 
+    def _current_parser(self) -> httptools.HttpResponseParser:
+        # The parser goes on after the answer's end if more bytes came with it: a second
+        # answer to one request is not HTTP, and none of it is taken.
+        if self.parser is None:
+            raise BadHttp("The upstream sent more than one answer to a request")
+        return self.parser
+
     def _count_head(self, size: int) -> None:
+        self._current_parser()
         self._head_bytes += size
         if self._head_bytes > MAX_HEAD_BYTES:
             raise BadHttp(f"The upstream's status line and headers passed {MAX_HEAD_BYTES} bytes")
