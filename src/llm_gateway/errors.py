@@ -42,7 +42,8 @@ its answer carries, whether the retry layer may try again, and (for rate limits)
 upstream asked us to wait. Each kind of failure is a class: raise sites pick a class and write
 a message, never a status. How an error is written on the wire (the gateway's shape or
 OpenAI's, JSON or an SSE event) is `rendering.py`'s business, not the error's. Lower-layer
-exceptions (aiohttp, asyncio) are translated into these at the upstream boundary.
+exceptions (the upstream transports', asyncio's, the OS's) are translated into these at the
+upstream boundary.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The upstream client: one pooled aiohttp session per app, retries, timeouts, error mapping.
+"""The upstream client: pooled keep-alive connections per app, retries, timeouts, error mapping.
 
 `BaseClient` knows how to send a request to an OpenAI-compatible API and how to turn every
 transport failure into a gateway error; `UpstreamClient` knows the endpoints (models, chat
-completions). Nothing above this module sees an aiohttp type.
+completions). Requests go over h1.py's connections; a client that traces its send times (a
+benchmark's) goes through an aiohttp session instead, whose trace hooks give the wire's times.
+Nothing above this module sees a transport's type.
 """
 
 from __future__ import annotations

@@ -324,7 +324,10 @@ class H1Pool:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._tls = parts.scheme == "https"
+        # Made at the first connection: reading the system's trust store takes milliseconds,
+        # and a benchmark's client (aiohttp's) never connects here.
+        self._ssl: ssl.SSLContext | None = None
         self._path = parts.path.rstrip("/")
         fixed = {"Host": parts.netloc, **headers, "Accept-Encoding": "identity"}
         self._fixed = _header_lines(fixed)
@@ -455,6 +458,8 @@ class H1Pool:
     ) -> _Connection:
         """A connection to the first address that takes one, in the resolver's order."""
         failure: OSError = OSError(f"no address for {self._host}")
+        if self._tls and self._ssl is None:
+            self._ssl = ssl.create_default_context()
         for family, proto, (host, port) in addresses:
             try:
                 _, conn = await loop.create_connection(

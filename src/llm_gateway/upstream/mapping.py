@@ -33,7 +33,7 @@ _MAX_WAIT_S = 86_400.0
 
 
 class TranslateErrors:
-    """Maps transport failures (aiohttp's, asyncio's, the OS's) to gateway errors at the
+    """Maps transport failures (h1.py's, aiohttp's, asyncio's, the OS's) to gateway errors at the
     boundary, always `from exc`: `with TranslateErrors("POST /chat/completions", 60): ...`.
 
     A class rather than `@contextmanager`: it wraps every upstream call and every read of a
