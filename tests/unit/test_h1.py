@@ -20,9 +20,11 @@ from llm_gateway.upstream.mapping import TranslateErrors
 
 pytestmark = pytest.mark.anyio
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 ACCEPT = {"Accept": "x/y"}
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+Script = Callable[["Upstream", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def chunk(data: bytes) -> bytes:
@@ -30,17 +32,17 @@ def chunk(data: bytes) -> bytes:
 
 
 class Upstream:
-    """A loopback server running `handler` for each connection; counts the connections."""
+    """A loopback server running `script` for each connection; counts the connections."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+    def __init__(self, script: Script) -> None:
+        self.script = script
         self.connections = 0
         self.requests: list[bytes] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            await self.handler(reader, writer)
+            await self.script(self, reader, writer)
         finally:
             writer.close()
 
@@ -62,11 +64,9 @@ class Upstream:
 
 @asynccontextmanager
 async def upstream(
-    handler: Callable[[Upstream, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-    *,
-    tls: ssl.SSLContext | None = None,
+    script: Script, *, tls: ssl.SSLContext | None = None
 ) -> AsyncIterator[tuple[Upstream, str]]:
-    served = Upstream(lambda r, w: handler(served, r, w))
+    served = Upstream(script)
     server = await asyncio.start_server(served.serve, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -75,8 +75,14 @@ async def upstream(
         server.close()
 
 
-def pool(url: str, **kwargs: float) -> H1Pool:
-    return H1Pool(url, headers={"Authorization": "Bearer k"}, connect=Deadlines(2.0), **kwargs)  # type: ignore[arg-type]
+def pool(url: str, *, limit: int = 0, keepalive: float = h1.KEEPALIVE_SECONDS) -> H1Pool:
+    return H1Pool(
+        url,
+        headers={"Authorization": "Bearer k"},
+        connect=Deadlines(2.0),
+        limit=limit,
+        keepalive=keepalive,
+    )
 
 
 async def read_all(response: h1.H1Response) -> bytes:
@@ -84,6 +90,22 @@ async def read_all(response: h1.H1Response) -> bytes:
     while data := await response.content.readany():
         out += data
     return out
+
+
+def answers(data: bytes, *, then_wait: bool = False) -> Script:
+    """A server that reads one request and writes `data`; then hangs up, or with `then_wait`
+    keeps the connection until the client goes."""
+
+    async def script(
+        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
+        await served.request(reader)
+        w.write(data)
+        await w.drain()
+        if then_wait:
+            await reader.read()
+
+    return script
 
 
 async def events(
@@ -123,13 +145,7 @@ async def test_a_stream_is_read_as_it_arrives_and_its_connection_reused() -> Non
 
 
 async def test_a_get_sends_no_body_and_reads_an_answer_of_declared_length() -> None:
-    async def models(
-        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
-        w.write(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"data":[]}')
-        await w.drain()
-        await reader.read()
+    models = answers(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"data":[]}', then_wait=True)
 
     async with upstream(models) as (served, url):
         client = pool(url)
@@ -155,12 +171,7 @@ async def test_an_answer_not_read_to_its_end_closes_its_connection() -> None:
 
 
 async def test_connection_close_and_an_idle_connection_past_keepalive_are_not_reused() -> None:
-    async def close_after(
-        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        await w.drain()
+    close_after = answers(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     async with upstream(close_after) as (served, url):
         client = pool(url)
@@ -180,12 +191,7 @@ async def test_connection_close_and_an_idle_connection_past_keepalive_are_not_re
 
 
 async def test_a_body_without_length_ends_with_the_connection() -> None:
-    async def until_close(
-        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
-        w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
-        await w.drain()
+    until_close = answers(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
 
     async with upstream(until_close) as (_, url):
         response = await pool(url).request("POST", "/x", b"{}", {})
@@ -194,15 +200,8 @@ async def test_a_body_without_length_ends_with_the_connection() -> None:
 
 
 async def test_an_upstream_that_leaves_mid_answer_or_before_it_is_a_disconnection() -> None:
-    async def cut(served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await served.request(reader)
-        w.write(HEAD + chunk(b"data: 1\n\n"))
-        await w.drain()
-
-    async def silent(
-        served: Upstream, reader: asyncio.StreamReader, _w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
+    cut = answers(HEAD + chunk(b"data: 1\n\n"))
+    silent = answers(b"")
 
     async with upstream(cut) as (_, url):
         response = await pool(url).request("POST", "/x", b"{}", {})
@@ -215,13 +214,7 @@ async def test_an_upstream_that_leaves_mid_answer_or_before_it_is_a_disconnectio
 
 
 async def test_what_is_not_http_and_a_head_without_end_are_bad_http() -> None:
-    async def garbage(
-        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
-        w.write(b"SSH-2.0-OpenSSH\r\n\r\n")
-        await w.drain()
-        await asyncio.sleep(1)
+    garbage = answers(b"SSH-2.0-OpenSSH\r\n\r\n", then_wait=True)
 
     async def endless(
         served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
@@ -242,23 +235,15 @@ async def test_what_is_not_http_and_a_head_without_end_are_bad_http() -> None:
 
 
 async def test_an_informational_answer_is_passed_over_and_a_second_answer_refused() -> None:
-    async def hints(
-        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
-        w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + HEAD + chunk(b"data: 1\n\n"))
-        w.write(b"0\r\n\r\n")
-        await w.drain()
-        await reader.read()
-
-    async def twice(
-        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-    ) -> None:
-        await served.request(reader)
-        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-        w.write(answer + answer)
-        await w.drain()
-        await reader.read()
+    hints = answers(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+        + HEAD
+        + chunk(b"data: 1\n\n")
+        + b"0\r\n\r\n",
+        then_wait=True,
+    )
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    twice = answers(answer + answer, then_wait=True)
 
     async with upstream(hints) as (_, url):
         response = await pool(url).request("POST", "/x", b"{}", {})
