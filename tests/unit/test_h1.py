@@ -190,6 +190,24 @@ async def test_connection_close_and_an_idle_connection_past_keepalive_are_not_re
         assert served.connections == 2
 
 
+async def test_a_connection_idle_past_keepalive_is_closed_unasked() -> None:
+    closed = asyncio.Event()
+
+    async def one_answer(
+        served: Upstream, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
+        await answers(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")(served, reader, w)
+        await reader.read()  # until the client hangs up
+        closed.set()
+
+    async with upstream(one_answer) as (_, url):
+        client = pool(url, keepalive=0.05)
+        response = await client.request("POST", "/x", b"{}", {})
+        await read_all(response)
+        response.release()
+        await asyncio.wait_for(closed.wait(), 2)
+
+
 async def test_a_body_without_length_ends_with_the_connection() -> None:
     until_close = answers(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
 

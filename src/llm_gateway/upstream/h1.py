@@ -340,6 +340,7 @@ class H1Pool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self._lookup: asyncio.Task[list[_Address]] | None = None
+        self._sweep: asyncio.TimerHandle | None = None  # closes connections idle too long
         self._resolved_until = 0.0
 
     async def request(
@@ -379,9 +380,26 @@ class H1Pool:
         if self._closed:
             conn.close()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         self._idle[conn] = None
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._keepalive, self._close_expired)
         self._wake_one()
+
+    def _close_expired(self) -> None:
+        """Close the connections idle for `keepalive` seconds: after a burst of streams, those
+        never reused would otherwise stay open until the upstream hangs up."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._idle:
+            conn = next(iter(self._idle))  # the longest idle
+            if now - conn.idle_since < self._keepalive:
+                self._sweep = loop.call_at(conn.idle_since + self._keepalive, self._close_expired)
+                return
+            del self._idle[conn]
+            conn.close()
 
     def forget(self, conn: _Connection) -> None:
         """A connection has closed."""
@@ -392,6 +410,9 @@ class H1Pool:
     async def aclose(self) -> None:
         """Close the idle connections; those in use close when their answers are done."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         while self._idle:
             conn, _ = self._idle.popitem()
             conn.close()
