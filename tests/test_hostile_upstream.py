@@ -180,6 +180,30 @@ async def test_a_gzip_bomb_to_a_benchmark_client_is_inflated_only_to_the_limit(
             await client.aclose()
 
 
+async def test_an_error_body_that_never_ends_is_cut_at_the_first_byte_timeout(
+    start_gateway: GatewayFactory,
+) -> None:
+    """A stream request answered 400 whose body comes a byte at a time, forever: the wait for
+    it is the first-byte timeout's, not a hung request."""
+
+    def reply(_path: str, _body: bytes, sock: socket.socket) -> None:
+        sock.sendall(b"HTTP/1.1 400 X\r\nContent-Type: application/json\r\n")
+        sock.sendall(b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100):
+            sock.sendall(b"1\r\n \r\n")
+            time.sleep(0.1)
+
+    stream = {**CHAT, "stream": True}
+    with (
+        raw_upstream(reply) as upstream,
+        start_gateway(upstream_url=upstream, first_byte_timeout=0.5, retry_attempts=1) as gateway,
+    ):
+        async with httpx.AsyncClient(base_url=gateway, timeout=10) as client:
+            response = await client.post("/v1/chat/completions", json=stream)
+    assert response.status_code == 504
+    assert "within 0.5s" in response.json()["error"]["message"]
+
+
 async def test_an_upstream_event_without_an_end_is_not_buffered_without_bound(
     start_gateway: GatewayFactory,
 ) -> None:

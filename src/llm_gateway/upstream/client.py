@@ -369,20 +369,23 @@ class BaseClient:
         response: H1Response | aiohttp.ClientResponse | None = None
         with TranslateErrors(f"POST {path}", self.timeouts.first_byte):
             try:
+                # Within the first-byte deadline: the headers, and an answer that is not a
+                # stream (an error's body, however slowly it comes).
                 with self._first_byte():
                     response = await self._send("POST", path, data, _ACCEPT_EVENTS)
+                    if response.status >= 300:
+                        body = await self._error_body(response)
+                        raise error_from_response(response.status, body, response.headers)
+                    content_type = response.headers.get("Content-Type", "")
+                    if not content_type.startswith("text/event-stream"):
+                        # Some upstreams answer a stream request with a JSON error and a 200.
+                        body = await self._error_body(response)
+                        error = inband_error(decode_json(body) or {})
+                        raise error or UpstreamBadResponse(
+                            "The upstream answered a stream request with "
+                            f"{content_type or 'no type'}"
+                        )
                 started = _sent_at(started)
-                if response.status >= 300:
-                    body = await self._error_body(response)
-                    raise error_from_response(response.status, body, response.headers)
-                content_type = response.headers.get("Content-Type", "")
-                if not content_type.startswith("text/event-stream"):
-                    # Some upstreams answer a stream request with a plain JSON error and a 200.
-                    body = await self._error_body(response)
-                    error = inband_error(decode_json(body) or {})
-                    raise error or UpstreamBadResponse(
-                        f"The upstream answered a stream request with {content_type or 'no type'}"
-                    )
                 stream = ChatStream(
                     response,
                     idle=self._idle,
