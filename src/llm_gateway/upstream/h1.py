@@ -1,20 +1,20 @@
-"""The upstream's event streams over a lean HTTP/1.1 client: httptools' parser under an asyncio
-protocol, and a pool of keep-alive connections.
+"""The upstream's HTTP/1.1 connections: httptools' parser under an asyncio protocol, and a
+pool of keep-alive connections.
 
-Why not aiohttp, which makes every other upstream call: a stream's start and each of its events
-are the gateway's hot path, and aiohttp's client is most of what a bare proxy spends on them.
-Measured on one core (300 streams held at once, CPU from the kernel), a proxy that does nothing
-but forward: with aiohttp's client 480-690 us per stream of one event and 36 us per further
-event; with this one 250-650 us and 22-26 us; its first token, streams at concurrency 4,
-0.68-1.06 ms after the upstream's against 0.34-0.55 ms (benchmarks/perf/profile.md, eleventh
-round). The bytes are handed from the parser's callback to the stream's reader with no stream
-reader, task or timer of their own in between.
+Why not aiohttp (which only a benchmark's client still uses, for the trace hooks that time its
+requests on the wire): a stream's start and each of its events are the gateway's hot path, and
+aiohttp's client is most of what a bare proxy spends on them. Measured on one core (300 streams
+held at once, CPU from the kernel), a proxy that does nothing but forward: with aiohttp's
+client 480-690 us per stream of one event and 36 us per further event; with a client like this
+one 250-650 us and 22-26 us; its first token, streams at concurrency 4, 0.53-1.06 ms after the
+upstream's against 0.31-0.58 ms (benchmarks/perf/profile.md, eleventh round). The bytes go
+from the parser's callback to the reader with no stream reader, task or timer of their own.
 
-What it speaks is what an OpenAI-compatible upstream needs for a stream, no more: one POST at a
-time per connection (keep-alive, no pipelining), plain TCP or TLS (the system's trust store),
-an answer with a length, chunked, or ended by closing the connection; no proxies, redirects,
-cookies or compression (it asks for `identity`). Failures are OSError subclasses (`CannotConnect`
-for the connection itself), mapped at the client's boundary like any other (mapping.py).
+What it speaks is what an OpenAI-compatible upstream needs, no more: one request at a time per
+connection (keep-alive, no pipelining), plain TCP or TLS (the system's trust store), answers
+with a length, chunked, or ended by closing the connection; no proxies, redirects, cookies or
+compression (it asks for `identity`). Failures are OSError subclasses (`CannotConnect` for the
+connection itself), mapped at the client's boundary like any other (mapping.py).
 """
 
 from __future__ import annotations
