@@ -4,6 +4,7 @@ byte as each test scripts them (plain TCP, and TLS with a test authority)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from aiohappyeyeballs import AddrInfoType
 
 from llm_gateway.errors import UpstreamUnreachable
 from llm_gateway.upstream import h1
@@ -350,6 +352,34 @@ async def test_a_cancelled_request_cuts_its_connection() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(pool(url).request("POST", "/x", b"{}", {}), 0.1)
         await asyncio.wait_for(left.wait(), 2)
+
+
+async def test_of_several_addresses_the_one_that_answers_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An upstream name with two addresses, the first refusing: the connection is made to the
+    second (tried as RFC 8305 says). The resolver is the only part replaced here."""
+    refusing = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    dead = refusing.sockets[0].getsockname()
+    refusing.close()
+    await refusing.wait_closed()
+    async with upstream(events) as (served, url):
+        client = pool(url)
+        port = int(url.split(":")[2].split("/")[0])
+        good = await asyncio.get_running_loop().getaddrinfo(
+            "127.0.0.1", port, type=socket.SOCK_STREAM
+        )
+        bad = [(family, kind, proto, name, dead) for family, kind, proto, name, _ in good]
+
+        async def two_addresses(_loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
+            return [*bad, *good]
+
+        monkeypatch.setattr(client, "_look_up", two_addresses)
+        response = await client.request("POST", "/x", b"{}", {})
+        assert await read_all(response) == b"data: 1\n\ndata: 2\n\n"
+        response.release()
+        await client.aclose()
+    assert served.connections == 1
 
 
 def test_a_header_that_would_split_the_request_is_refused() -> None:

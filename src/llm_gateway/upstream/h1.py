@@ -24,10 +24,12 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, TypeAlias, cast
+from typing import cast
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
+from aiohappyeyeballs import AddrInfoType
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from llm_gateway.upstream.deadlines import Deadlines
@@ -42,10 +44,6 @@ DNS_TTL_SECONDS = 300.0
 # How long an unused connection is trusted to still be open (aiohttp's default too): servers
 # close idle keep-alive connections after a while, and one they closed cannot be reused.
 KEEPALIVE_SECONDS = 15.0
-
-
-# An address to connect to: (family, protocol, (host, port)).
-_Address: TypeAlias = tuple[int, int, tuple[Any, ...]]
 
 
 class CannotConnect(OSError):
@@ -339,7 +337,7 @@ class H1Pool:
         self._idle: dict[_Connection, None] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
-        self._lookup: asyncio.Task[list[_Address]] | None = None
+        self._lookup: asyncio.Task[list[AddrInfoType]] | None = None
         self._sweep: asyncio.TimerHandle | None = None  # closes connections idle too long
         self._resolved_until = 0.0
 
@@ -456,7 +454,7 @@ class H1Pool:
                 raise CannotConnect(f"{self._host}:{self._port}: {exc}") from exc
             raise
 
-    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[_Address]:
+    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
         """The upstream's addresses, looked up once per `DNS_TTL_SECONDS` (as aiohttp caches
         them): a burst of new streams is otherwise a burst of lookups, each a round trip to
         the resolver. Callers that miss together share one lookup."""
@@ -469,36 +467,45 @@ class H1Pool:
             lookup = self._lookup = loop.create_task(self._look_up(loop))
         return await asyncio.shield(lookup)
 
-    async def _look_up(self, loop: asyncio.AbstractEventLoop) -> list[_Address]:
-        infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+    async def _look_up(self, loop: asyncio.AbstractEventLoop) -> list[AddrInfoType]:
+        infos: list[AddrInfoType] = list(
+            await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+        )
         self._resolved_until = loop.time() + DNS_TTL_SECONDS
-        return [(family, proto, address[:2]) for family, _, proto, _, address in infos]
+        return infos
 
     async def _connect_to(
-        self, loop: asyncio.AbstractEventLoop, addresses: list[_Address]
+        self, loop: asyncio.AbstractEventLoop, infos: list[AddrInfoType]
     ) -> _Connection:
-        """A connection to the first address that takes one, in the resolver's order."""
-        failure: OSError = OSError(f"no address for {self._host}")
         if self._tls and self._ssl is None:
             self._ssl = ssl.create_default_context()
-        for family, proto, (host, port) in addresses:
-            try:
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self),
-                    host,
-                    port,
-                    family=family,
-                    proto=proto,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._ssl is not None else None,
-                )
-            except TimeoutError:
-                raise
-            except OSError as exc:
-                failure = exc
-                continue
+        hostname = self._host if self._ssl is not None else None
+        if len(infos) == 1:
+            family, _, proto, _, address = infos[0]
+            _, conn = await loop.create_connection(
+                lambda: _Connection(self),
+                address[0],
+                address[1],
+                family=family,
+                proto=proto,
+                ssl=self._ssl,
+                server_hostname=hostname,
+            )
             return conn
-        raise failure
+        # Several addresses (IPv6 and IPv4, say): the next one is tried 0.25 s after the
+        # previous one if that has not connected yet (RFC 8305, as aiohttp does), so an address
+        # that swallows packets does not hold a connection until the connect timeout.
+        sock = await aiohappyeyeballs.start_connection(
+            infos, happy_eyeballs_delay=0.25, interleave=1
+        )
+        try:
+            _, conn = await loop.create_connection(
+                lambda: _Connection(self), sock=sock, ssl=self._ssl, server_hostname=hostname
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return conn
 
     def _wake_one(self) -> None:
         while self._waiters:
