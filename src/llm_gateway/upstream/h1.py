@@ -107,7 +107,6 @@ class H1Response:
         "_head",
         "_head_bytes",
         "_keep_alive",
-        "_length_known",
         "_paused",
         "_raw_headers",
         "_size",
@@ -125,7 +124,6 @@ class H1Response:
         self._head = head
         self._head_bytes = 0
         self._raw_headers: list[tuple[str, str]] = []
-        self._length_known = False  # a length or chunks: else the body ends with the connection
         self.status = 0
         self.headers: CIMultiDictProxy[str] = _NO_HEADERS
         self._chunks: list[bytes] = []
@@ -164,7 +162,7 @@ class H1Response:
     def lost(self, exc: Exception | None) -> None:
         if self._complete:
             return
-        if exc is None and self._head.done() and not self._length_known:
+        if exc is None and self._head.done() and not self._delimited():
             self._finish(keep_alive=False)  # the connection's end is the body's end
             return
         error = ServerDisconnected("The upstream closed the connection before its answer ended")
@@ -189,10 +187,6 @@ class H1Response:
         self.status = status
         self.headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
         self._raw_headers = []
-        self._length_known = (
-            "content-length" in self.headers
-            or "chunked" in self.headers.get("transfer-encoding", "").lower()
-        )
         if not self._head.done():
             self._head.set_result(None)
 
@@ -261,6 +255,14 @@ class H1Response:
         self.parser = None
         if conn is not None:
             conn.close()
+
+    def _delimited(self) -> bool:
+        """Whether the answer says where its body ends (a length, or chunks); else the body
+        ends with the connection."""
+        headers = self.headers
+        return (
+            "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()
+        )
 
     def _current_parser(self) -> httptools.HttpResponseParser:
         # The parser goes on after the answer's end if more bytes came with it: a second
@@ -459,10 +461,13 @@ class H1Pool:
         them): a burst of new streams is otherwise a burst of lookups, each a round trip to
         the resolver. Callers that miss together share one lookup."""
         lookup = self._lookup
-        if (
-            lookup is None
-            or (lookup.done() and (lookup.cancelled() or lookup.exception() is not None))
-            or (lookup.done() and loop.time() >= self._resolved_until)
+        if lookup is None or (
+            lookup.done()
+            and (
+                lookup.cancelled()
+                or lookup.exception() is not None
+                or loop.time() >= self._resolved_until
+            )
         ):
             lookup = self._lookup = loop.create_task(self._look_up(loop))
         return await asyncio.shield(lookup)
